@@ -1,0 +1,68 @@
+# pgvectorizer: the `ai` extension (PGXS) plus the project's set-up, demo and test targets.
+
+EXTENSION  = ai
+EXTVERSION = 0.1.0
+
+# Debian's per-version pg_config knows the server; /usr/bin/pg_config may be libpq's alone.
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+PYTHON    ?= python3
+# Where the package lives for the interpreter PL/Python embeds. Baked into the install script
+# (never a GUC: a user-settable sys.path would let any role run code as the server).
+PYTHON_TARGET ?= /usr/local/lib/pgvectorizer/python
+
+# The demo/test cluster (scripts/cluster.sh); a caller's own PGPORT/PGHOST win.
+PGPORT ?= 5488
+PGHOST ?= /var/run/postgresql
+export PGPORT PGHOST
+
+SQL_SOURCES = $(sort $(wildcard sql/*.sql))
+DATA_built  = extension/ai--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard extension/ai--*.sql))
+EXTRA_CLEAN = ai.control tests/regress/results tests/regress/regression.diffs tests/regress/regression.out
+
+REGRESS      = $(sort $(basename $(notdir $(wildcard tests/regress/sql/*.sql))))
+REGRESS_OPTS = --inputdir=tests/regress --outputdir=tests/regress \
+               --load-extension=plpython3u --load-extension=vector --load-extension=ai
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+else
+# No server headers yet (a fresh machine): only the set-up targets below can run.
+all:
+	@echo "PostgreSQL server development files not found; run 'make setup' first." >&2; exit 1
+endif
+
+all: ai.control $(DATA_built)
+
+ai.control: control/ai.control.in Makefile
+	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< > $@
+
+extension/ai--$(EXTVERSION).sql: $(SQL_SOURCES) Makefile
+	cat $(SQL_SOURCES) | sed -e 's/@EXTVERSION@/$(EXTVERSION)/g' \
+	    -e 's|@PYTHON_TARGET@|$(PYTHON_TARGET)|g' > $@
+
+# The package for the server's own interpreter (Debian's /usr/bin/python3, which PL/Python
+# embeds); same CPython minor version as the user's, so pip can target it directly.
+install-python:
+	$(PYTHON) -m pip install --quiet --no-deps --upgrade --target $(PYTHON_TARGET) ./python_pkg
+
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: setup demo test pytest lint install-python
+setup:
+	$(SUDO) env PYTHON=$(PYTHON) PGPORT=$(PGPORT) scripts/setup.sh
+
+demo: setup
+	scripts/demo.sh
+
+test: setup
+	$(MAKE) installcheck
+	$(MAKE) pytest
+
+pytest:
+	$(PYTHON) -m pytest -q tests
+
+lint:
+	$(PYTHON) -m ruff check python_pkg tests bench
+	$(PYTHON) -m mypy python_pkg/pgvectorizer

@@ -1,0 +1,107 @@
+-- Config helpers: embedding providers. Dimensions are needed up front because the store's
+-- column is vector(dimensions); for well-known models they are filled in.
+
+CREATE FUNCTION ai._known_model_dimensions(model text) RETURNS int4
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+-- A path or hub name ("sentence-transformers/all-MiniLM-L6-v2") and an Ollama tag
+-- ("nomic-embed-text:latest") resolve by their last component.
+RETURN (SELECT d FROM (VALUES
+      ('all-minilm-l6-v2', 384), ('all-minilm-l12-v2', 384), ('all-minilm', 384)
+    , ('all-mpnet-base-v2', 768), ('multi-qa-minilm-l6-cos-v1', 384)
+    , ('paraphrase-multilingual-minilm-l12-v2', 384)
+    , ('bge-small-en-v1.5', 384), ('bge-base-en-v1.5', 768), ('bge-large-en-v1.5', 1024)
+    , ('nomic-embed-text', 768), ('nomic-embed-text-v1.5', 768), ('mxbai-embed-large', 1024)
+    , ('text-embedding-3-small', 1536), ('text-embedding-3-large', 3072)
+    , ('text-embedding-ada-002', 1536)
+    ) AS k(m, d)
+    WHERE k.m = lower(split_part(regexp_replace(rtrim(model, '/'), '^.*/', ''), ':', 1)));
+COMMENT ON FUNCTION ai._known_model_dimensions(text) IS 'Output size of well-known embedding models, or NULL';
+
+CREATE FUNCTION ai._embedding_config(implementation text, model text, dimensions int4, extra jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dims int4 := coalesce(dimensions, ai._known_model_dimensions(model));
+BEGIN
+    IF model IS NULL OR btrim(model) = '' THEN
+        RAISE EXCEPTION 'embedding_%: model is required', implementation USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF dims IS NULL THEN
+        RAISE EXCEPTION 'embedding_%: dimensions is required for model "%"', implementation, model
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the size of the model''s vectors, e.g. dimensions => 768.';
+    END IF;
+    IF dims < 1 OR dims > 16000 THEN
+        RAISE EXCEPTION 'embedding_%: dimensions must be between 1 and 16000, got %', implementation, dims
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('implementation', implementation,
+        'config_type', 'embedding', 'model', model, 'dimensions', dims) || extra);
+END $$;
+
+CREATE FUNCTION ai.embedding_openai
+( model text
+, dimensions int4 DEFAULT NULL
+, chat_user text DEFAULT NULL
+, api_key_name text DEFAULT 'OPENAI_API_KEY'
+, base_url text DEFAULT NULL
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF api_key_name IS NULL OR api_key_name !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
+        RAISE EXCEPTION 'embedding_openai: api_key_name must name an environment variable, got %', quote_nullable(api_key_name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The key itself is never stored in the database; the worker reads it from its environment.';
+    END IF;
+    IF base_url IS NOT NULL AND base_url !~* '^https?://' THEN
+        RAISE EXCEPTION 'embedding_openai: base_url must start with http:// or https://, got %', quote_literal(base_url)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ai._embedding_config('openai', model, dimensions, jsonb_build_object(
+        'user', chat_user, 'api_key_name', api_key_name, 'base_url', base_url));
+END $$;
+COMMENT ON FUNCTION ai.embedding_openai(text, int4, text, text, text) IS 'Embed with OpenAI or any OpenAI-compatible server; the API key is read from the worker''s environment';
+
+CREATE FUNCTION ai.embedding_ollama
+( model text
+, dimensions int4 DEFAULT NULL
+, base_url text DEFAULT NULL
+, options jsonb DEFAULT NULL
+, keep_alive text DEFAULT NULL
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF options IS NOT NULL AND jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'embedding_ollama: options must be a json object, got %', jsonb_typeof(options)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF base_url IS NOT NULL AND base_url !~* '^https?://' THEN
+        RAISE EXCEPTION 'embedding_ollama: base_url must start with http:// or https://, got %', quote_literal(base_url)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ai._embedding_config('ollama', model, dimensions, jsonb_build_object(
+        'base_url', base_url, 'options', options, 'keep_alive', keep_alive));
+END $$;
+COMMENT ON FUNCTION ai.embedding_ollama(text, int4, text, jsonb, text) IS 'Embed with an Ollama server (OLLAMA_HOST or base_url)';
+
+CREATE FUNCTION ai.embedding_sentence_transformers
+( model text DEFAULT 'all-MiniLM-L6-v2'
+, dimensions int4 DEFAULT NULL
+, device text DEFAULT 'auto'
+, normalize_embeddings bool DEFAULT true
+, batch_size int4 DEFAULT 64
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF device IS NULL OR device !~ '^(auto|cpu|cuda(:[0-9]+)?)$' THEN
+        RAISE EXCEPTION 'embedding_sentence_transformers: device must be auto, cpu, cuda or cuda:N, got %', quote_nullable(device)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 OR batch_size > 4096 THEN
+        RAISE EXCEPTION 'embedding_sentence_transformers: batch_size must be between 1 and 4096, got %', batch_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ai._embedding_config('sentence_transformers', model, dimensions, jsonb_build_object(
+        'device', device, 'normalize', coalesce(normalize_embeddings, true), 'batch_size', batch_size));
+END $$;
+COMMENT ON FUNCTION ai.embedding_sentence_transformers(text, int4, text, bool, int4) IS 'Embed with a local sentence-transformers model, by name or path, on CPU or CUDA';

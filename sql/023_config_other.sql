@@ -1,0 +1,117 @@
+-- Config helpers: indexing, scheduling, processing, destination and grants.
+
+CREATE FUNCTION ai.indexing_none() RETURNS jsonb LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN jsonb_build_object('implementation', 'none', 'config_type', 'indexing');
+COMMENT ON FUNCTION ai.indexing_none() IS 'Never create a vector index on the store';
+
+CREATE FUNCTION ai.indexing_default() RETURNS jsonb LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN jsonb_build_object('implementation', 'default', 'config_type', 'indexing');
+COMMENT ON FUNCTION ai.indexing_default() IS 'The default index: HNSW with cosine distance once the store has 100000 rows';
+
+CREATE FUNCTION ai.indexing_hnsw
+( min_rows int4 DEFAULT 100000
+, opclass text DEFAULT 'vector_cosine_ops'
+, m int4 DEFAULT NULL
+, ef_construction int4 DEFAULT NULL
+, create_when_queue_empty bool DEFAULT false
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF min_rows IS NULL OR min_rows < 0 THEN
+        RAISE EXCEPTION 'indexing_hnsw: min_rows must be 0 or more, got %', min_rows USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF opclass IS NULL OR opclass NOT IN ('vector_cosine_ops', 'vector_ip_ops', 'vector_l2_ops', 'vector_l1_ops') THEN
+        RAISE EXCEPTION 'indexing_hnsw: opclass must be one of vector_cosine_ops, vector_ip_ops, vector_l2_ops, vector_l1_ops, got %', quote_nullable(opclass)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- pgvector's own limits, checked here so a bad value fails at creation, not at index time.
+    IF m IS NOT NULL AND (m < 2 OR m > 100) THEN
+        RAISE EXCEPTION 'indexing_hnsw: m must be between 2 and 100, got %', m USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ef_construction IS NOT NULL AND (ef_construction < 4 OR ef_construction > 1000
+            OR ef_construction < 2 * coalesce(m, 16)) THEN
+        RAISE EXCEPTION 'indexing_hnsw: ef_construction must be between 4 and 1000 and at least 2 * m (%), got %', 2 * coalesce(m, 16), ef_construction
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('implementation', 'hnsw', 'config_type', 'indexing',
+        'min_rows', min_rows, 'opclass', opclass, 'm', m, 'ef_construction', ef_construction,
+        'create_when_queue_empty', coalesce(create_when_queue_empty, false)));
+END $$;
+COMMENT ON FUNCTION ai.indexing_hnsw(int4, text, int4, int4, bool) IS 'An HNSW index on the store, created once it has min_rows rows';
+
+CREATE FUNCTION ai.scheduling_none() RETURNS jsonb LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN jsonb_build_object('implementation', 'none', 'config_type', 'scheduling');
+COMMENT ON FUNCTION ai.scheduling_none() IS 'No in-database schedule: an external worker processes the queue';
+
+CREATE FUNCTION ai.scheduling_default() RETURNS jsonb LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN jsonb_build_object('implementation', 'default', 'config_type', 'scheduling');
+COMMENT ON FUNCTION ai.scheduling_default() IS 'pg_cron every 5 minutes when pg_cron is installed, otherwise none';
+
+CREATE FUNCTION ai.scheduling_pg_cron(schedule text DEFAULT '*/5 * * * *')
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- The shapes pg_cron accepts: five cron fields, a @macro, or "N seconds".
+    IF schedule IS NULL OR btrim(schedule) !~* '^(@(yearly|annually|monthly|weekly|daily|hourly)|[0-9]+ seconds?|(\S+\s+){4}\S+)$' THEN
+        RAISE EXCEPTION 'scheduling_pg_cron: % is not a cron schedule', quote_nullable(schedule)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use five cron fields such as ''*/5 * * * *'', a macro such as ''@hourly'', or ''30 seconds''.';
+    END IF;
+    RETURN jsonb_build_object('implementation', 'pg_cron', 'config_type', 'scheduling', 'schedule', btrim(schedule));
+END $$;
+COMMENT ON FUNCTION ai.scheduling_pg_cron(text) IS 'Run the vectorizer inside the database on a pg_cron schedule';
+
+CREATE FUNCTION ai.processing_default(batch_size int4 DEFAULT NULL, concurrency int4 DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF batch_size IS NOT NULL AND (batch_size < 1 OR batch_size > 2048) THEN
+        RAISE EXCEPTION 'processing_default: batch_size must be between 1 and 2048, got %', batch_size USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF concurrency IS NOT NULL AND (concurrency < 1 OR concurrency > 50) THEN
+        RAISE EXCEPTION 'processing_default: concurrency must be between 1 and 50, got %', concurrency USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('implementation', 'default', 'config_type', 'processing',
+        'batch_size', batch_size, 'concurrency', concurrency));
+END $$;
+COMMENT ON FUNCTION ai.processing_default(int4, int4) IS 'How many rows a worker claims at once and how many batches it runs in parallel';
+
+CREATE FUNCTION ai.destination_table
+( destination name DEFAULT NULL
+, target_schema name DEFAULT NULL
+, target_table name DEFAULT NULL
+, view_schema name DEFAULT NULL
+, view_name name DEFAULT NULL
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF destination IS NOT NULL AND (target_table IS NOT NULL OR view_name IS NOT NULL) THEN
+        RAISE EXCEPTION 'destination_table: pass either destination or target_table/view_name, not both'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('implementation', 'table', 'config_type', 'destination',
+        'destination', destination, 'target_schema', target_schema, 'target_table', target_table,
+        'view_schema', view_schema, 'view_name', view_name));
+END $$;
+COMMENT ON FUNCTION ai.destination_table(name, name, name, name, name) IS 'Store chunks and embeddings in a table of their own, joined to the source by a view';
+
+CREATE FUNCTION ai.destination_column(embedding_column name)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF embedding_column IS NULL OR embedding_column = '' THEN
+        RAISE EXCEPTION 'destination_column: embedding_column is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_build_object('implementation', 'column', 'config_type', 'destination', 'embedding_column', embedding_column);
+END $$;
+COMMENT ON FUNCTION ai.destination_column(name) IS 'Store one embedding per row in a new vector column of the source table (needs chunking_none)';
+
+CREATE FUNCTION ai.grant_to(VARIADIC grantees name[] DEFAULT '{}')
+RETURNS name[] LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN ARRAY(SELECT DISTINCT g FROM unnest(grantees) AS g WHERE g IS NOT NULL AND g <> '' ORDER BY g);
+COMMENT ON FUNCTION ai.grant_to(name[]) IS 'Roles that get access to a vectorizer''s queue, store and view';

@@ -1,0 +1,289 @@
+-- Internals of create_vectorizer: checks that name the problem, and the DDL it runs.
+
+CREATE FUNCTION ai._check_config(config jsonb, parameter text, expected text, required bool DEFAULT true)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF config IS NULL THEN
+        IF required THEN
+            RAISE EXCEPTION 'create_vectorizer: % is required', parameter USING ERRCODE = 'invalid_parameter_value',
+                HINT = format('Pass %s => ai.%s_...(...).', parameter, expected);
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(config) <> 'object' OR config->>'config_type' IS DISTINCT FROM expected THEN
+        RAISE EXCEPTION 'create_vectorizer: % must be a % config from ai.%_*(), got %', parameter, expected, expected,
+            coalesce(config->>'config_type', left(config::text, 60)) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
+-- The primary key as [{attnum, attname, typname, pknum}], in key order.
+CREATE FUNCTION ai._source_pk(source regclass) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    pk jsonb;
+BEGIN
+    SELECT jsonb_agg(jsonb_build_object('attnum', a.attnum, 'attname', a.attname,
+                     'typname', format_type(a.atttypid, a.atttypmod), 'pknum', k.pknum) ORDER BY k.pknum)
+      INTO pk
+      FROM pg_index i
+      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pknum)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = source AND i.indisprimary;
+    IF pk IS NULL THEN
+        RAISE EXCEPTION 'create_vectorizer: source table % has no primary key', source
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'A vectorizer tracks rows by primary key; add one with ALTER TABLE ... ADD PRIMARY KEY.';
+    END IF;
+    RETURN pk;
+END $$;
+
+CREATE FUNCTION ai._source_column(source regclass, column_name name, purpose text) RETURNS pg_attribute
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    att pg_attribute;
+BEGIN
+    SELECT * INTO att FROM pg_attribute
+     WHERE attrelid = source AND attname = column_name AND attnum > 0 AND NOT attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'create_vectorizer: % column "%" does not exist in table %', purpose, column_name, source
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    RETURN att;
+END $$;
+
+-- Checks a row filter the way Postgres checks a partial index's predicate (boolean, immutable
+-- functions, no subqueries, only the row's own columns) on an empty copy of the source, and
+-- returns the columns it reads, so their changes can be watched.
+CREATE FUNCTION ai._row_filter_columns(source regclass, row_filter text) RETURNS name[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cols name[];
+BEGIN
+    IF row_filter IS NULL THEN
+        RETURN '{}';
+    END IF;
+    IF btrim(row_filter) = '' OR strpos(row_filter, ';') > 0 THEN
+        RAISE EXCEPTION 'create_vectorizer: row_filter must be one boolean expression, got %', quote_literal(row_filter)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF to_regclass('pg_temp._ai_row_filter_check') IS NOT NULL THEN
+        DROP TABLE pg_temp._ai_row_filter_check;
+    END IF;
+    EXECUTE format('CREATE TEMP TABLE _ai_row_filter_check (LIKE %s)', source);
+    BEGIN
+        EXECUTE format('CREATE INDEX _ai_row_filter_check_idx ON pg_temp._ai_row_filter_check ((1)) WHERE (%s)', row_filter);
+    EXCEPTION WHEN others THEN
+        RAISE EXCEPTION 'create_vectorizer: row_filter % is invalid: %', quote_literal(row_filter), SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A row filter is a WHERE condition on the source row''s own columns, with immutable functions only, like a partial index''s.';
+    END;
+    SELECT coalesce(array_agg(DISTINCT a.attname ORDER BY a.attname), '{}') INTO cols
+      FROM pg_depend d
+      JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+     WHERE d.classid = 'pg_class'::regclass
+       AND d.objid = 'pg_temp._ai_row_filter_check_idx'::regclass
+       AND d.refobjid = 'pg_temp._ai_row_filter_check'::regclass
+       AND d.refobjsubid > 0;
+    DROP TABLE pg_temp._ai_row_filter_check;
+    RETURN cols;
+END $$;
+
+CREATE FUNCTION ai._vector_type(dimensions int4) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT format('%I.vector(%s)', n.nspname, dimensions)
+          FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+         WHERE e.extname = 'vector');
+
+CREATE FUNCTION ai._check_identifier(ident text, what text) RETURNS name
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF octet_length(ident) > 63 THEN
+        RAISE EXCEPTION 'create_vectorizer: % name "%" is longer than 63 bytes', what, ident
+            USING ERRCODE = 'name_too_long', HINT = 'Choose a shorter name in the destination or queue_table.';
+    END IF;
+    RETURN ident::name;
+END $$;
+
+-- The trigger function: SECURITY DEFINER so that writers to the source need no rights on the
+-- queue; it runs as the vectorizer's creator, who owns the queue.
+CREATE FUNCTION ai._vectorizer_create_trigger(v ai.vectorizer, read_columns name[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    source    text := format('%I.%I', v.source_schema, v.source_table);
+    queue     text := format('%I.%I', v.queue_schema, v.queue_table);
+    func      text := format('%I.%I', v.queue_schema, v.trigger_name);
+    filter    text := v.config->>'row_filter';
+    dest      jsonb := v.config->'destination';
+    pk_cols   text;
+    old_vals  text;
+    new_vals  text;
+    pk_change text;
+    changed   text;
+    trunc_sql text;
+    body      text;
+BEGIN
+    SELECT string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
+           string_agg(format('OLD.%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
+           string_agg(format('NEW.%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int)
+      INTO pk_cols, old_vals, new_vals
+      FROM jsonb_array_elements(v.source_pk) AS p;
+    pk_change := format('ROW(%s) IS DISTINCT FROM ROW(%s)', old_vals, new_vals);
+
+    -- Only changes of the columns the vectorizer reads wake it. Types without an equality
+    -- operator (json, xml, ...) compare as text: a false "changed" only costs a re-check.
+    SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='
+                                          AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
+                           THEN format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', a.attname)
+                           ELSE format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', a.attname) END,
+                      ' OR ' ORDER BY a.attnum)
+      INTO changed
+      FROM pg_attribute a
+     WHERE a.attrelid = source::regclass AND a.attname = ANY (read_columns);
+
+    trunc_sql := format('TRUNCATE TABLE %s, %I.%I', queue, v.queue_schema, v.queue_failed_table);
+    IF dest->>'implementation' = 'table' THEN
+        trunc_sql := trunc_sql || format(', %I.%I', dest->>'target_schema', dest->>'target_table');
+    END IF;
+
+    body := concat_ws(E'\n',
+        '#variable_conflict use_column',
+        'DECLARE',
+        '    _ai_old_ok bool := true;',
+        '    _ai_new_ok bool := true;',
+        'BEGIN',
+        '    IF TG_OP = ''TRUNCATE'' THEN',
+        format('        %s;', trunc_sql),
+        '        RETURN NULL;',
+        '    END IF;',
+        CASE WHEN filter IS NOT NULL THEN concat_ws(E'\n',
+        '    -- The row filter, on the row before and after the change.',
+        '    IF TG_OP <> ''INSERT'' THEN',
+        format('        _ai_old_ok := coalesce((SELECT (%s) FROM (SELECT OLD.*) AS _ai_row), false);', filter),
+        '    END IF;',
+        '    IF TG_OP <> ''DELETE'' THEN',
+        format('        _ai_new_ok := coalesce((SELECT (%s) FROM (SELECT NEW.*) AS _ai_row), false);', filter),
+        '    END IF;') END,
+        '    IF TG_OP = ''INSERT'' THEN',
+        format('        IF _ai_new_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, new_vals),
+        '    ELSIF TG_OP = ''DELETE'' THEN',
+        format('        IF _ai_old_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, old_vals),
+        format('    ELSIF %s THEN', pk_change),
+        '        -- A new key: the old one loses its embeddings, the new one gets them.',
+        format('        IF _ai_old_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, old_vals),
+        format('        IF _ai_new_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, new_vals),
+        '    ELSIF _ai_old_ok OR _ai_new_ok THEN',
+        format('        INSERT INTO %s (%s) VALUES (%s);', queue, pk_cols, new_vals),
+        '    END IF;',
+        '    RETURN NULL;',
+        'END');
+
+    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
+                   'SET search_path = pg_catalog, pg_temp AS %L', func, body);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', func);
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', func,
+                   format('Queues changed rows of %s for vectorizer %s', source, v.name));
+    -- AFTER triggers see the final row (after other BEFORE triggers), and an UPDATE whose WHEN
+    -- is false is not even queued for firing.
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()',
+                   v.trigger_name, source, func);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s()',
+                   v.trigger_name || '_upd', source, changed, func);
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
+                   v.trigger_name || '_truncate', source, func);
+END $$;
+
+CREATE FUNCTION ai._vectorizer_create_tables(v ai.vectorizer) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dest       jsonb := v.config->'destination';
+    source     text := format('%I.%I', v.source_schema, v.source_table);
+    pk_defs    text;
+    pk_cols    text;
+    join_cond  text;
+    filter     text := v.config->>'row_filter';
+    vec_type   text := ai._vector_type((v.config->'embedding'->>'dimensions')::int4);
+BEGIN
+    SELECT string_agg(format('%I %s NOT NULL', p->>'attname', p->>'typname'), ', ' ORDER BY (p->>'pknum')::int),
+           string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
+           string_agg(format('t.%1$I = s.%1$I', p->>'attname'), ' AND ' ORDER BY (p->>'pknum')::int)
+      INTO pk_defs, pk_cols, join_cond
+      FROM jsonb_array_elements(v.source_pk) AS p;
+
+    -- The queue has no unique key on purpose: a unique key would make a writer wait on a
+    -- worker's open transaction. Duplicates cost a little extra work and nothing else.
+    -- It churns (insert, then delete), so autovacuum visits it often.
+    EXECUTE format('CREATE TABLE %I.%I (%s, queued_at timestamptz NOT NULL DEFAULT now(), '
+                   'attempts int4 NOT NULL DEFAULT 0, retry_after timestamptz) '
+                   'WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, '
+                   'autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000)',
+                   v.queue_schema, v.queue_table, pk_defs);
+    EXECUTE format('CREATE INDEX ON %I.%I (%s)', v.queue_schema, v.queue_table, pk_cols);
+    EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v.queue_schema, v.queue_table,
+                   format('Rows of %s waiting for vectorizer %s', source, v.name));
+
+    EXECUTE format('CREATE TABLE %I.%I (%s, failed_at timestamptz NOT NULL DEFAULT now(), '
+                   'attempts int4 NOT NULL DEFAULT 0, failure_step text NOT NULL DEFAULT '''', error text NOT NULL DEFAULT '''')',
+                   v.queue_schema, v.queue_failed_table, pk_defs);
+    EXECUTE format('CREATE INDEX ON %I.%I (%s)', v.queue_schema, v.queue_failed_table, pk_cols);
+    EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v.queue_schema, v.queue_failed_table,
+                   format('Rows of %s that vectorizer %s gave up on, with the error', source, v.name));
+
+    IF dest->>'implementation' = 'column' THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', source, dest->>'embedding_column', vec_type);
+        RETURN;
+    END IF;
+
+    -- No foreign key to the source on purpose: a key would make the source's deletes wait on
+    -- workers. The view joins on the source, so a deleted row vanishes from it at once.
+    EXECUTE format('CREATE TABLE %I.%I (embedding_uuid uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY, '
+                   '%s, chunk_seq int4 NOT NULL, chunk text NOT NULL, embedding %s NOT NULL, UNIQUE (%s, chunk_seq))',
+                   dest->>'target_schema', dest->>'target_table', pk_defs, vec_type, pk_cols);
+    EXECUTE format('COMMENT ON TABLE %I.%I IS %L', dest->>'target_schema', dest->>'target_table',
+                   format('Chunks and embeddings of %s, kept by vectorizer %s', source, v.name));
+    -- security_invoker: the reader's own rights (and row-level security) apply to the source.
+    EXECUTE format('CREATE VIEW %I.%I WITH (security_invoker = true) AS '
+                   'SELECT t.embedding_uuid, t.chunk_seq, t.chunk, t.embedding, s.* '
+                   'FROM %I.%I AS t JOIN (SELECT * FROM %s%s) AS s ON %s',
+                   dest->>'view_schema', dest->>'view_name', dest->>'target_schema', dest->>'target_table',
+                   source, CASE WHEN filter IS NOT NULL THEN format(' WHERE (%s)', filter) ELSE '' END, join_cond);
+    EXECUTE format('COMMENT ON VIEW %I.%I IS %L', dest->>'view_schema', dest->>'view_name',
+                   format('Rows of %s with their chunks and embeddings (vectorizer %s)', source, v.name));
+END $$;
+
+CREATE FUNCTION ai._vectorizer_grant(v ai.vectorizer, grantees name[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dest    jsonb := v.config->'destination';
+    grantee name;
+    schema  name;
+BEGIN
+    FOREACH grantee IN ARRAY coalesce(grantees, '{}') LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = grantee) THEN
+            RAISE EXCEPTION 'create_vectorizer: grant_to role "%" does not exist', grantee USING ERRCODE = 'undefined_object';
+        END IF;
+        FOR schema IN SELECT DISTINCT s FROM unnest(ARRAY[v.source_schema, v.queue_schema,
+                (dest->>'target_schema')::name, (dest->>'view_schema')::name]) AS s WHERE s IS NOT NULL LOOP
+            EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', schema, grantee);
+        END LOOP;
+        EXECUTE format('GRANT SELECT ON %I.%I TO %I', v.source_schema, v.source_table, grantee);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I, %I.%I TO %I',
+                       v.queue_schema, v.queue_table, v.queue_schema, v.queue_failed_table, grantee);
+        IF dest->>'implementation' = 'table' THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I TO %I',
+                           dest->>'target_schema', dest->>'target_table', grantee);
+            EXECUTE format('GRANT SELECT ON %I.%I TO %I', dest->>'view_schema', dest->>'view_name', grantee);
+        ELSE
+            EXECUTE format('GRANT UPDATE (%I) ON %I.%I TO %I',
+                           dest->>'embedding_column', v.source_schema, v.source_table, grantee);
+        END IF;
+    END LOOP;
+END $$;

@@ -1,0 +1,247 @@
+-- ai.create_vectorizer: pgai's signature, plus row_filter. Everything happens in the caller's
+-- transaction and with the caller's rights, so an error leaves nothing half-made.
+
+CREATE FUNCTION ai.create_vectorizer
+( source regclass
+, name text DEFAULT NULL
+, destination jsonb DEFAULT ai.destination_table()
+, loading jsonb DEFAULT NULL
+, parsing jsonb DEFAULT ai.parsing_auto()
+, embedding jsonb DEFAULT NULL
+, chunking jsonb DEFAULT NULL
+, indexing jsonb DEFAULT ai.indexing_default()
+, formatting jsonb DEFAULT ai.formatting_python_template()
+, scheduling jsonb DEFAULT ai.scheduling_default()
+, processing jsonb DEFAULT ai.processing_default()
+, queue_schema name DEFAULT NULL
+, queue_table name DEFAULT NULL
+, grant_to name[] DEFAULT ai.grant_to()
+, enqueue_existing bool DEFAULT true
+, if_not_exists bool DEFAULT false
+, row_filter text DEFAULT NULL
+) RETURNS int4
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src_schema   name;
+    src_table    name;
+    src_kind     "char";
+    pk           jsonb;
+    pk_names     name[];
+    load_att     pg_attribute;
+    tmpl_cols    name[];
+    filter_cols  name[];
+    col          name;
+    reserved     text[];
+    dims         int4;
+    v            ai.vectorizer;
+    existing     int4;
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'create_vectorizer: source is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT n.nspname, c.relname, c.relkind INTO src_schema, src_table, src_kind
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
+    IF src_kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'create_vectorizer: source % is not a table', source USING ERRCODE = 'wrong_object_type';
+    END IF;
+    -- Writers wait from here to commit, so no row changes between the trigger and the backfill.
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
+
+    PERFORM ai._check_config(destination, 'destination', 'destination');
+    PERFORM ai._check_config(loading, 'loading', 'loading');
+    PERFORM ai._check_config(parsing, 'parsing', 'parsing', false);
+    PERFORM ai._check_config(embedding, 'embedding', 'embedding');
+    PERFORM ai._check_config(chunking, 'chunking', 'chunking', false);
+    PERFORM ai._check_config(indexing, 'indexing', 'indexing', false);
+    PERFORM ai._check_config(formatting, 'formatting', 'formatting', false);
+    PERFORM ai._check_config(scheduling, 'scheduling', 'scheduling', false);
+    PERFORM ai._check_config(processing, 'processing', 'processing', false);
+
+    -- Defaults that depend on the other choices.
+    IF chunking IS NULL THEN
+        chunking := CASE WHEN destination->>'implementation' = 'column' THEN ai.chunking_none()
+                         ELSE ai.chunking_recursive_character_text_splitter() END;
+    END IF;
+    parsing    := coalesce(parsing, ai.parsing_auto());
+    formatting := coalesce(formatting, ai.formatting_python_template());
+    processing := coalesce(processing, ai.processing_default());
+    indexing   := coalesce(indexing, ai.indexing_default());
+    IF indexing->>'implementation' = 'default' THEN
+        indexing := ai.indexing_hnsw();
+    END IF;
+    scheduling := coalesce(scheduling, ai.scheduling_default());
+    IF scheduling->>'implementation' = 'default' THEN
+        scheduling := CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
+                           THEN ai.scheduling_pg_cron() ELSE ai.scheduling_none() END;
+    END IF;
+
+    IF loading->>'implementation' IS DISTINCT FROM 'column' THEN
+        RAISE EXCEPTION 'create_vectorizer: unknown loading implementation %', quote_nullable(loading->>'implementation')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF embedding->>'implementation' IS NULL
+       OR embedding->>'implementation' NOT IN ('openai', 'ollama', 'sentence_transformers') THEN
+        RAISE EXCEPTION 'create_vectorizer: unknown embedding provider %', quote_nullable(embedding->>'implementation')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ai.embedding_openai, ai.embedding_ollama or ai.embedding_sentence_transformers.';
+    END IF;
+    dims := (embedding->>'dimensions')::int4;
+    IF dims IS NULL OR dims < 1 OR dims > 16000 THEN
+        RAISE EXCEPTION 'create_vectorizer: embedding dimensions must be between 1 and 16000, got %', quote_nullable(embedding->>'dimensions')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF chunking->>'implementation' NOT IN ('none', 'character_text_splitter', 'recursive_character_text_splitter') THEN
+        RAISE EXCEPTION 'create_vectorizer: unknown chunking implementation %', quote_nullable(chunking->>'implementation')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF indexing->>'implementation' NOT IN ('none', 'hnsw') THEN
+        RAISE EXCEPTION 'create_vectorizer: unknown indexing implementation %', quote_nullable(indexing->>'implementation')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF indexing->>'implementation' = 'hnsw' AND dims > 2000 THEN
+        RAISE EXCEPTION 'create_vectorizer: an HNSW index on vector supports at most 2000 dimensions, the model has %', dims
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass indexing => ai.indexing_none().';
+    END IF;
+    IF scheduling->>'implementation' = 'pg_cron' AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'create_vectorizer: scheduling_pg_cron needs the pg_cron extension in this database'
+            USING ERRCODE = 'feature_not_supported', HINT = 'CREATE EXTENSION pg_cron, or pass scheduling => ai.scheduling_none().';
+    END IF;
+
+    pk := ai._source_pk(source);
+    pk_names := ARRAY(SELECT p->>'attname' FROM jsonb_array_elements(pk) AS p);
+
+    -- The loading column: text of some kind.
+    load_att := ai._source_column(source, (loading->>'column_name')::name, 'loading');
+    IF (SELECT t.typcategory FROM pg_type t
+         WHERE t.oid = CASE WHEN (SELECT typtype FROM pg_type WHERE oid = load_att.atttypid) = 'd'
+                            THEN (SELECT typbasetype FROM pg_type WHERE oid = load_att.atttypid)
+                            ELSE load_att.atttypid END) IS DISTINCT FROM 'S' THEN
+        RAISE EXCEPTION 'create_vectorizer: loading column "%" of table % has type %; it must be a text type (text, varchar, char)',
+            load_att.attname, source, format_type(load_att.atttypid, load_att.atttypmod)
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+
+    -- Template columns, other than $chunk, must be columns of the source.
+    IF formatting->>'implementation' IS DISTINCT FROM 'python_template' THEN
+        RAISE EXCEPTION 'create_vectorizer: unknown formatting implementation %', quote_nullable(formatting->>'implementation')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    tmpl_cols := ARRAY(SELECT n FROM unnest(ai._template_names(formatting->>'template')) AS n WHERE n <> 'chunk');
+    IF NOT 'chunk' = ANY (ai._template_names(formatting->>'template')) THEN
+        RAISE EXCEPTION 'create_vectorizer: the formatting template must contain $chunk' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH col IN ARRAY tmpl_cols LOOP
+        PERFORM ai._source_column(source, col, 'template');
+    END LOOP;
+
+    filter_cols := ai._row_filter_columns(source, row_filter);
+
+    -- Destination names, defaults as pgai's.
+    IF destination->>'implementation' = 'table' THEN
+        destination := jsonb_build_object('implementation', 'table', 'config_type', 'destination',
+            'target_schema', coalesce(destination->>'target_schema', src_schema),
+            'target_table', ai._check_identifier(coalesce(destination->>'target_table',
+                destination->>'destination' || '_store', src_table || '_embedding_store'), 'target table'),
+            'view_schema', coalesce(destination->>'view_schema', destination->>'target_schema', src_schema),
+            'view_name', ai._check_identifier(coalesce(destination->>'view_name',
+                destination->>'destination', src_table || '_embedding'), 'view'));
+        reserved := ARRAY['embedding_uuid', 'chunk_seq', 'chunk', 'embedding'];
+        SELECT attname INTO col FROM pg_attribute
+         WHERE attrelid = source AND attnum > 0 AND NOT attisdropped AND attname = ANY (reserved) LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'create_vectorizer: source table % has a column "%", which the view % would repeat',
+                source, col, format('%I.%I', destination->>'view_schema', destination->>'view_name')
+                USING ERRCODE = 'duplicate_column', HINT = 'The view adds embedding_uuid, chunk_seq, chunk and embedding; use destination_column, or rename the column.';
+        END IF;
+        IF to_regclass(format('%I.%I', destination->>'target_schema', destination->>'target_table')) IS NOT NULL THEN
+            RAISE EXCEPTION 'create_vectorizer: destination table %.% already exists', quote_ident(destination->>'target_schema'),
+                quote_ident(destination->>'target_table') USING ERRCODE = 'duplicate_table';
+        END IF;
+        IF to_regclass(format('%I.%I', destination->>'view_schema', destination->>'view_name')) IS NOT NULL THEN
+            RAISE EXCEPTION 'create_vectorizer: view %.% already exists', quote_ident(destination->>'view_schema'),
+                quote_ident(destination->>'view_name') USING ERRCODE = 'duplicate_table';
+        END IF;
+        name := coalesce(name, format('%s_%s', destination->>'view_schema', destination->>'view_name'));
+    ELSIF destination->>'implementation' = 'column' THEN
+        IF chunking->>'implementation' <> 'none' THEN
+            RAISE EXCEPTION 'create_vectorizer: destination_column stores one embedding per row, so chunking must be ai.chunking_none()'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = source AND attname = destination->>'embedding_column'
+                     AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'create_vectorizer: column "%" already exists in table %', destination->>'embedding_column', source
+                USING ERRCODE = 'duplicate_column';
+        END IF;
+        name := coalesce(name, format('%s_%s_%s', src_schema, src_table, destination->>'embedding_column'));
+    ELSE
+        RAISE EXCEPTION 'create_vectorizer: unknown destination implementation %', quote_nullable(destination->>'implementation')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT id INTO existing FROM ai.vectorizer WHERE vectorizer.name = create_vectorizer.name;
+    IF FOUND THEN
+        IF if_not_exists THEN
+            RAISE NOTICE 'vectorizer "%" already exists, skipping', name;
+            RETURN existing;
+        END IF;
+        RAISE EXCEPTION 'create_vectorizer: a vectorizer named "%" already exists (id %)', name, existing
+            USING ERRCODE = 'duplicate_object', HINT = 'Pass another name, or if_not_exists => true.';
+    END IF;
+
+    -- The queue repeats the primary key beside its own bookkeeping columns.
+    col := (SELECT c FROM unnest(pk_names) AS c
+             WHERE c = ANY (ARRAY['queued_at', 'attempts', 'retry_after', 'failed_at', 'failure_step', 'error',
+                                  'embedding_uuid', 'chunk_seq', 'chunk', 'embedding']) LIMIT 1);
+    IF col IS NOT NULL THEN
+        RAISE EXCEPTION 'create_vectorizer: primary-key column "%" of % has a name the vectorizer reserves', col, source
+            USING ERRCODE = 'duplicate_column';
+    END IF;
+
+    queue_schema := coalesce(queue_schema, 'ai');
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = queue_schema) THEN
+        RAISE EXCEPTION 'create_vectorizer: queue schema "%" does not exist', queue_schema USING ERRCODE = 'invalid_schema_name';
+    END IF;
+
+    v.id := nextval(pg_get_serial_sequence('ai.vectorizer', 'id'));
+    v.name := name;
+    v.source_schema := src_schema;
+    v.source_table := src_table;
+    v.source_pk := pk;
+    v.queue_schema := queue_schema;
+    v.queue_table := ai._check_identifier(coalesce(queue_table, '_vectorizer_q_' || v.id), 'queue table');
+    v.queue_failed_table := ai._check_identifier(coalesce(queue_table || '_failed', '_vectorizer_q_failed_' || v.id), 'failed-items table');
+    v.trigger_name := '_vectorizer_src_trg_' || v.id;
+    IF to_regclass(format('%I.%I', v.queue_schema, v.queue_table)) IS NOT NULL
+       OR to_regclass(format('%I.%I', v.queue_schema, v.queue_failed_table)) IS NOT NULL THEN
+        RAISE EXCEPTION 'create_vectorizer: queue table %.% or its failed-items table already exists',
+            quote_ident(v.queue_schema), quote_ident(v.queue_table) USING ERRCODE = 'duplicate_table';
+    END IF;
+    v.config := jsonb_build_object(
+        'version', '@EXTVERSION@',
+        'loading', loading, 'parsing', parsing, 'embedding', embedding, 'chunking', chunking,
+        'formatting', formatting, 'indexing', indexing, 'scheduling', scheduling,
+        'processing', processing, 'destination', destination,
+        'row_filter', row_filter,
+        'filter_columns', to_jsonb(filter_cols),
+        'template_columns', to_jsonb(tmpl_cols),
+        'grant_to', to_jsonb(coalesce(grant_to, '{}')));
+    v.disabled := false;
+    v.owner := current_user;
+    v.created_at := now();
+    INSERT INTO ai.vectorizer SELECT v.*;
+
+    PERFORM ai._vectorizer_create_tables(v);
+    PERFORM ai._vectorizer_create_trigger(v, ARRAY(SELECT DISTINCT c FROM unnest(
+        pk_names || load_att.attname || tmpl_cols || filter_cols) AS c));
+    PERFORM ai._vectorizer_grant(v, grant_to);
+
+    IF enqueue_existing THEN
+        EXECUTE format('INSERT INTO %1$I.%2$I (%3$s) SELECT %3$s FROM %4$s%5$s', v.queue_schema, v.queue_table,
+            (SELECT string_agg(format('%I', c), ', ') FROM unnest(pk_names) AS c), source,
+            CASE WHEN row_filter IS NOT NULL THEN format(' WHERE (%s)', row_filter) ELSE '' END);
+    END IF;
+    RETURN v.id;
+END $$;
+COMMENT ON FUNCTION ai.create_vectorizer(regclass, text, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, name, name, name[], bool, bool, text)
+    IS 'Create a vectorizer: a queue fed by triggers on the source, a store of chunks and embeddings, and a view';

@@ -1,0 +1,191 @@
+-- Managing vectorizers: drop, schedule on/off, queue depth, status and errors.
+
+CREATE FUNCTION ai._vectorizer_by_name(vectorizer_name text) RETURNS int4
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    vid int4;
+BEGIN
+    SELECT id INTO vid FROM ai.vectorizer WHERE name = vectorizer_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'vectorizer "%" does not exist', vectorizer_name USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN vid;
+END $$;
+
+CREATE FUNCTION ai._vectorizer_get(vectorizer_id int4, for_update bool DEFAULT false) RETURNS ai.vectorizer
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v ai.vectorizer;
+BEGIN
+    IF for_update THEN
+        SELECT * INTO v FROM ai.vectorizer WHERE id = vectorizer_id FOR UPDATE;
+    ELSE
+        SELECT * INTO v FROM ai.vectorizer WHERE id = vectorizer_id;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'vectorizer % does not exist', vectorizer_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN v;
+END $$;
+
+-- Drops what a vectorizer made; tolerant of objects already gone (a dropped source, say).
+CREATE FUNCTION ai._vectorizer_drop_objects(v ai.vectorizer, drop_all bool) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dest   jsonb := v.config->'destination';
+    source regclass := to_regclass(format('%I.%I', v.source_schema, v.source_table));
+    suffix text;
+BEGIN
+    IF source IS NOT NULL THEN
+        FOREACH suffix IN ARRAY ARRAY['', '_upd', '_truncate'] LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v.trigger_name || suffix, source);
+        END LOOP;
+    END IF;
+    EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', v.queue_schema, v.trigger_name);
+    EXECUTE format('DROP TABLE IF EXISTS %I.%I, %I.%I', v.queue_schema, v.queue_table, v.queue_schema, v.queue_failed_table);
+    IF NOT drop_all THEN
+        RETURN;
+    END IF;
+    IF dest->>'implementation' = 'table' THEN
+        EXECUTE format('DROP VIEW IF EXISTS %I.%I', dest->>'view_schema', dest->>'view_name');
+        EXECUTE format('DROP TABLE IF EXISTS %I.%I', dest->>'target_schema', dest->>'target_table');
+    ELSIF source IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS %I', source, dest->>'embedding_column');
+    END IF;
+END $$;
+
+CREATE FUNCTION ai.drop_vectorizer(vectorizer_id int4, drop_all bool DEFAULT false) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v ai.vectorizer := ai._vectorizer_get(vectorizer_id, true);
+BEGIN
+    PERFORM ai._vectorizer_drop_objects(v, drop_all);
+    DELETE FROM ai.vectorizer WHERE id = v.id;
+END $$;
+COMMENT ON FUNCTION ai.drop_vectorizer(int4, bool) IS 'Drop a vectorizer''s triggers and queue; with drop_all, its store and view (or column) too';
+
+CREATE FUNCTION ai.drop_vectorizer(name text, drop_all bool DEFAULT false) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT ai.drop_vectorizer(ai._vectorizer_by_name(name), drop_all);
+END;
+COMMENT ON FUNCTION ai.drop_vectorizer(text, bool) IS 'Drop a vectorizer by name; with drop_all, its store and view (or column) too';
+
+-- Workers and schedules skip a disabled vectorizer; its triggers keep queueing, so nothing is
+-- lost while it is off.
+CREATE FUNCTION ai._vectorizer_set_disabled(vectorizer_id int4, disabled bool) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ai._vectorizer_get(vectorizer_id, true);
+    UPDATE ai.vectorizer SET disabled = _vectorizer_set_disabled.disabled WHERE id = vectorizer_id;
+END $$;
+
+CREATE FUNCTION ai.enable_vectorizer_schedule(vectorizer_id int4) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC SELECT ai._vectorizer_set_disabled(vectorizer_id, false); END;
+COMMENT ON FUNCTION ai.enable_vectorizer_schedule(int4) IS 'Let workers and the schedule process this vectorizer again';
+
+CREATE FUNCTION ai.enable_vectorizer_schedule(name text) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC SELECT ai._vectorizer_set_disabled(ai._vectorizer_by_name(name), false); END;
+COMMENT ON FUNCTION ai.enable_vectorizer_schedule(text) IS 'Let workers and the schedule process this vectorizer again, by name';
+
+CREATE FUNCTION ai.disable_vectorizer_schedule(vectorizer_id int4) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC SELECT ai._vectorizer_set_disabled(vectorizer_id, true); END;
+COMMENT ON FUNCTION ai.disable_vectorizer_schedule(int4) IS 'Pause processing of this vectorizer; changes keep being queued';
+
+CREATE FUNCTION ai.disable_vectorizer_schedule(name text) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC SELECT ai._vectorizer_set_disabled(ai._vectorizer_by_name(name), true); END;
+COMMENT ON FUNCTION ai.disable_vectorizer_schedule(text) IS 'Pause processing of this vectorizer by name; changes keep being queued';
+
+-- Pending rows. Exact: distinct keys (a key queued twice is one row of work). Otherwise a
+-- cheap count that stops at 10001 and then trusts the planner's estimate.
+CREATE FUNCTION ai.vectorizer_queue_pending(vectorizer_id int4, exact_count bool DEFAULT false) RETURNS int8
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v     ai.vectorizer := ai._vectorizer_get(vectorizer_id);
+    queue text := format('%I.%I', v.queue_schema, v.queue_table);
+    n     int8;
+BEGIN
+    IF exact_count THEN
+        EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) AS k',
+            (SELECT string_agg(format('%I', p->>'attname'), ', ') FROM jsonb_array_elements(v.source_pk) AS p), queue)
+            INTO n;
+        RETURN n;
+    END IF;
+    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s LIMIT 10001) AS q', queue) INTO n;
+    IF n > 10000 THEN
+        n := greatest(n, (SELECT reltuples::int8 FROM pg_class WHERE oid = queue::regclass));
+    END IF;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION ai.vectorizer_queue_pending(int4, bool) IS 'Rows waiting in a vectorizer''s queue: exact distinct keys, or a quick estimate';
+
+CREATE FUNCTION ai._vectorizer_failed_count(vectorizer_id int4) RETURNS int8
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v ai.vectorizer := ai._vectorizer_get(vectorizer_id);
+    n int8;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %I.%I', v.queue_schema, v.queue_failed_table) INTO n;
+    RETURN n;
+END $$;
+
+-- What a worker reports: a batch done, or an error (kept in full in ai.vectorizer_errors).
+CREATE FUNCTION ai._vectorizer_record_success(vectorizer_id int4, items int8) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    INSERT INTO ai._vectorizer_worker_progress AS p (vectorizer_id, success_count, last_success_at)
+    VALUES (vectorizer_id, items, clock_timestamp())
+    ON CONFLICT (vectorizer_id) DO UPDATE
+       SET success_count = p.success_count + excluded.success_count, last_success_at = excluded.last_success_at;
+END;
+COMMENT ON FUNCTION ai._vectorizer_record_success(int4, int8) IS 'Worker-facing: count processed rows and stamp the last success';
+
+CREATE FUNCTION ai._vectorizer_record_error(vectorizer_id int4, message text, details jsonb DEFAULT '{}') RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    INSERT INTO ai._vectorizer_errors (id, message, details, recorded)
+    VALUES (vectorizer_id, message, coalesce(details, '{}'), clock_timestamp());
+    INSERT INTO ai._vectorizer_worker_progress AS p (vectorizer_id, error_count, last_error_at, last_error_message)
+    VALUES (vectorizer_id, 1, clock_timestamp(), message)
+    ON CONFLICT (vectorizer_id) DO UPDATE
+       SET error_count = p.error_count + 1, last_error_at = excluded.last_error_at,
+           last_error_message = excluded.last_error_message;
+END;
+COMMENT ON FUNCTION ai._vectorizer_record_error(int4, text, jsonb) IS 'Worker-facing: record an error for the errors view and the status';
+
+CREATE VIEW ai.vectorizer_errors AS
+SELECT e.id, v.name, e.message, e.details, e.recorded
+  FROM ai._vectorizer_errors AS e JOIN ai.vectorizer AS v ON v.id = e.id;
+COMMENT ON VIEW ai.vectorizer_errors IS 'Every error workers met, by vectorizer';
+
+CREATE VIEW ai.vectorizer_status AS
+SELECT v.id
+     , v.name
+     , format('%I.%I', v.source_schema, v.source_table) AS source_table
+     , CASE WHEN v.config->'destination'->>'implementation' = 'table'
+            THEN format('%I.%I', v.config->'destination'->>'target_schema', v.config->'destination'->>'target_table') END AS target_table
+     , CASE WHEN v.config->'destination'->>'implementation' = 'table'
+            THEN format('%I.%I', v.config->'destination'->>'view_schema', v.config->'destination'->>'view_name') END AS "view"
+     , v.config->'destination'->>'embedding_column' AS embedding_column
+     , ai.vectorizer_queue_pending(v.id, true) AS pending_items
+     , ai._vectorizer_failed_count(v.id) AS failed_items
+     , p.last_success_at
+     , p.last_error_at
+     , p.last_error_message AS last_error
+     , v.disabled
+     , v.config->'scheduling'->>'implementation' AS scheduling
+  FROM ai.vectorizer AS v
+  LEFT JOIN ai._vectorizer_worker_progress AS p ON p.vectorizer_id = v.id;
+COMMENT ON VIEW ai.vectorizer_status IS 'Each vectorizer with its exact pending and failed rows and its last success and error';
