@@ -51,7 +51,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup demo test pytest lint install-python
 setup:
-	$(SUDO) env PYTHON=$(PYTHON) PGPORT=$(PGPORT) scripts/setup.sh
+	$(SUDO) env PYTHON=$(shell command -v $(PYTHON)) PGPORT=$(PGPORT) scripts/setup.sh
 
 demo: setup
 	scripts/demo.sh

@@ -146,6 +146,30 @@ BEGIN
             'view_schema', coalesce(destination->>'view_schema', destination->>'target_schema', src_schema),
             'view_name', ai._check_identifier(coalesce(destination->>'view_name',
                 destination->>'destination', src_table || '_embedding'), 'view'));
+        name := coalesce(name, format('%s_%s', destination->>'view_schema', destination->>'view_name'));
+    ELSIF destination->>'implementation' = 'column' THEN
+        IF chunking->>'implementation' <> 'none' THEN
+            RAISE EXCEPTION 'create_vectorizer: destination_column stores one embedding per row, so chunking must be ai.chunking_none()'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        name := coalesce(name, format('%s_%s_%s', src_schema, src_table, destination->>'embedding_column'));
+    ELSE
+        RAISE EXCEPTION 'create_vectorizer: unknown destination implementation %', quote_nullable(destination->>'implementation')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT id INTO existing FROM ai.vectorizer WHERE vectorizer.name = create_vectorizer.name;
+    IF FOUND THEN
+        IF if_not_exists THEN
+            RAISE NOTICE 'vectorizer "%" already exists, skipping', name;
+            RETURN existing;
+        END IF;
+        RAISE EXCEPTION 'create_vectorizer: a vectorizer named "%" already exists (id %)', name, existing
+            USING ERRCODE = 'duplicate_object', HINT = 'Pass another name, or if_not_exists => true.';
+    END IF;
+
+    -- Nothing may stand where the new objects go.
+    IF destination->>'implementation' = 'table' THEN
         reserved := ARRAY['embedding_uuid', 'chunk_seq', 'chunk', 'embedding'];
         SELECT attname INTO col FROM pg_attribute
          WHERE attrelid = source AND attnum > 0 AND NOT attisdropped AND attname = ANY (reserved) LIMIT 1;
@@ -162,31 +186,12 @@ BEGIN
             RAISE EXCEPTION 'create_vectorizer: view %.% already exists', quote_ident(destination->>'view_schema'),
                 quote_ident(destination->>'view_name') USING ERRCODE = 'duplicate_table';
         END IF;
-        name := coalesce(name, format('%s_%s', destination->>'view_schema', destination->>'view_name'));
-    ELSIF destination->>'implementation' = 'column' THEN
-        IF chunking->>'implementation' <> 'none' THEN
-            RAISE EXCEPTION 'create_vectorizer: destination_column stores one embedding per row, so chunking must be ai.chunking_none()'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
+    ELSE
         IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = source AND attname = destination->>'embedding_column'
                      AND attnum > 0 AND NOT attisdropped) THEN
             RAISE EXCEPTION 'create_vectorizer: column "%" already exists in table %', destination->>'embedding_column', source
                 USING ERRCODE = 'duplicate_column';
         END IF;
-        name := coalesce(name, format('%s_%s_%s', src_schema, src_table, destination->>'embedding_column'));
-    ELSE
-        RAISE EXCEPTION 'create_vectorizer: unknown destination implementation %', quote_nullable(destination->>'implementation')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    SELECT id INTO existing FROM ai.vectorizer WHERE vectorizer.name = create_vectorizer.name;
-    IF FOUND THEN
-        IF if_not_exists THEN
-            RAISE NOTICE 'vectorizer "%" already exists, skipping', name;
-            RETURN existing;
-        END IF;
-        RAISE EXCEPTION 'create_vectorizer: a vectorizer named "%" already exists (id %)', name, existing
-            USING ERRCODE = 'duplicate_object', HINT = 'Pass another name, or if_not_exists => true.';
     END IF;
 
     -- The queue repeats the primary key beside its own bookkeeping columns.

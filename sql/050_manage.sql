@@ -14,7 +14,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION ai._vectorizer_get(vectorizer_id int4, for_update bool DEFAULT false) RETURNS ai.vectorizer
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v ai.vectorizer;
@@ -30,30 +30,40 @@ BEGIN
     RETURN v;
 END $$;
 
--- Drops what a vectorizer made; tolerant of objects already gone (a dropped source, say).
+-- Drops what a vectorizer made; tolerant of objects already gone (a dropped source, say), and
+-- quiet about them, hence the lookups instead of IF EXISTS.
 CREATE FUNCTION ai._vectorizer_drop_objects(v ai.vectorizer, drop_all bool) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     dest   jsonb := v.config->'destination';
     source regclass := to_regclass(format('%I.%I', v.source_schema, v.source_table));
+    func   regprocedure := to_regprocedure(format('%I.%I()', v.queue_schema, v.trigger_name));
+    rel    regclass;
     suffix text;
 BEGIN
     IF source IS NOT NULL THEN
         FOREACH suffix IN ARRAY ARRAY['', '_upd', '_truncate'] LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v.trigger_name || suffix, source);
+            IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = source AND tgname = v.trigger_name || suffix) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', v.trigger_name || suffix, source);
+            END IF;
         END LOOP;
     END IF;
-    EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', v.queue_schema, v.trigger_name);
-    EXECUTE format('DROP TABLE IF EXISTS %I.%I, %I.%I', v.queue_schema, v.queue_table, v.queue_schema, v.queue_failed_table);
-    IF NOT drop_all THEN
-        RETURN;
+    IF func IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION %s', func);
     END IF;
-    IF dest->>'implementation' = 'table' THEN
-        EXECUTE format('DROP VIEW IF EXISTS %I.%I', dest->>'view_schema', dest->>'view_name');
-        EXECUTE format('DROP TABLE IF EXISTS %I.%I', dest->>'target_schema', dest->>'target_table');
-    ELSIF source IS NOT NULL THEN
-        EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS %I', source, dest->>'embedding_column');
+    FOR rel IN SELECT r FROM unnest(ARRAY[
+            to_regclass(format('%I.%I', v.queue_schema, v.queue_table)),
+            to_regclass(format('%I.%I', v.queue_schema, v.queue_failed_table)),
+            CASE WHEN drop_all THEN to_regclass(format('%I.%I', dest->>'view_schema', dest->>'view_name')) END,
+            CASE WHEN drop_all THEN to_regclass(format('%I.%I', dest->>'target_schema', dest->>'target_table')) END]) AS r
+        WHERE r IS NOT NULL
+    LOOP
+        EXECUTE format(CASE WHEN (SELECT relkind FROM pg_class WHERE oid = rel) = 'v' THEN 'DROP VIEW %s' ELSE 'DROP TABLE %s' END, rel);
+    END LOOP;
+    IF drop_all AND dest->>'implementation' = 'column' AND source IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = source AND attname = dest->>'embedding_column' AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE %s DROP COLUMN %I', source, dest->>'embedding_column');
     END IF;
 END $$;
 
