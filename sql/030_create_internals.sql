@@ -110,49 +110,29 @@ BEGIN
     RETURN ident::name;
 END $$;
 
--- The trigger function: SECURITY DEFINER so that writers to the source need no rights on the
--- queue; it runs as the vectorizer's creator, who owns the queue.
-CREATE FUNCTION ai._vectorizer_create_trigger(v ai.vectorizer, read_columns name[]) RETURNS void
-LANGUAGE plpgsql VOLATILE
+-- The trigger function's body: queue the keys whose embeddings may be stale.
+CREATE FUNCTION ai._vectorizer_trigger_body(v ai.vectorizer) RETURNS text
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    source    text := format('%I.%I', v.source_schema, v.source_table);
     queue     text := format('%I.%I', v.queue_schema, v.queue_table);
-    func      text := format('%I.%I', v.queue_schema, v.trigger_name);
     filter    text := v.config->>'row_filter';
     dest      jsonb := v.config->'destination';
     pk_cols   text;
     old_vals  text;
     new_vals  text;
-    pk_change text;
-    changed   text;
     trunc_sql text;
-    body      text;
 BEGIN
     SELECT string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
            string_agg(format('OLD.%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
            string_agg(format('NEW.%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int)
       INTO pk_cols, old_vals, new_vals
       FROM jsonb_array_elements(v.source_pk) AS p;
-    pk_change := format('ROW(%s) IS DISTINCT FROM ROW(%s)', old_vals, new_vals);
-
-    -- Only changes of the columns the vectorizer reads wake it. Types without an equality
-    -- operator (json, xml, ...) compare as text: a false "changed" only costs a re-check.
-    SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='
-                                          AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
-                           THEN format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', a.attname)
-                           ELSE format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', a.attname) END,
-                      ' OR ' ORDER BY a.attnum)
-      INTO changed
-      FROM pg_attribute a
-     WHERE a.attrelid = source::regclass AND a.attname = ANY (read_columns);
-
     trunc_sql := format('TRUNCATE TABLE %s, %I.%I', queue, v.queue_schema, v.queue_failed_table);
     IF dest->>'implementation' = 'table' THEN
         trunc_sql := trunc_sql || format(', %I.%I', dest->>'target_schema', dest->>'target_table');
     END IF;
-
-    body := concat_ws(E'\n',
+    RETURN concat_ws(E'\n',
         '#variable_conflict use_column',
         'DECLARE',
         '    _ai_old_ok bool := true;',
@@ -174,7 +154,7 @@ BEGIN
         format('        IF _ai_new_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, new_vals),
         '    ELSIF TG_OP = ''DELETE'' THEN',
         format('        IF _ai_old_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, old_vals),
-        format('    ELSIF %s THEN', pk_change),
+        format('    ELSIF ROW(%s) IS DISTINCT FROM ROW(%s) THEN', old_vals, new_vals),
         '        -- A new key: the old one loses its embeddings, the new one gets them.',
         format('        IF _ai_old_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, old_vals),
         format('        IF _ai_new_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, new_vals),
@@ -183,38 +163,22 @@ BEGIN
         '    END IF;',
         '    RETURN NULL;',
         'END');
-
-    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
-                   'SET search_path = pg_catalog, pg_temp AS %L', func, body);
-    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', func);
-    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', func,
-                   format('Queues changed rows of %s for vectorizer %s', source, v.name));
-    -- AFTER triggers see the final row (after other BEFORE triggers), and an UPDATE whose WHEN
-    -- is false is not even queued for firing.
-    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()',
-                   v.trigger_name, source, func);
-    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s()',
-                   v.trigger_name || '_upd', source, changed, func);
-    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
-                   v.trigger_name || '_truncate', source, func);
 END $$;
 
-CREATE FUNCTION ai._vectorizer_create_tables(v ai.vectorizer) RETURNS void
+-- The queue, the failed-items table and the trigger function, in the queue schema. Called by
+-- ai._vectorizer_register, so that vectorizer admins need no CREATE on schema ai.
+CREATE FUNCTION ai._vectorizer_create_queue(v ai.vectorizer) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    dest       jsonb := v.config->'destination';
-    source     text := format('%I.%I', v.source_schema, v.source_table);
-    pk_defs    text;
-    pk_cols    text;
-    join_cond  text;
-    filter     text := v.config->>'row_filter';
-    vec_type   text := ai._vector_type((v.config->'embedding'->>'dimensions')::int4);
+    source  text := format('%I.%I', v.source_schema, v.source_table);
+    func    text := format('%I.%I', v.queue_schema, v.trigger_name);
+    pk_defs text;
+    pk_cols text;
 BEGIN
     SELECT string_agg(format('%I %s NOT NULL', p->>'attname', p->>'typname'), ', ' ORDER BY (p->>'pknum')::int),
-           string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
-           string_agg(format('t.%1$I = s.%1$I', p->>'attname'), ' AND ' ORDER BY (p->>'pknum')::int)
-      INTO pk_defs, pk_cols, join_cond
+           string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int)
+      INTO pk_defs, pk_cols
       FROM jsonb_array_elements(v.source_pk) AS p;
 
     -- The queue has no unique key on purpose: a unique key would make a writer wait on a
@@ -228,7 +192,6 @@ BEGIN
     EXECUTE format('CREATE INDEX ON %I.%I (%s)', v.queue_schema, v.queue_table, pk_cols);
     EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v.queue_schema, v.queue_table,
                    format('Rows of %s waiting for vectorizer %s', source, v.name));
-
     EXECUTE format('CREATE TABLE %I.%I (%s, failed_at timestamptz NOT NULL DEFAULT now(), '
                    'attempts int4 NOT NULL DEFAULT 0, failure_step text NOT NULL DEFAULT '''', error text NOT NULL DEFAULT '''')',
                    v.queue_schema, v.queue_failed_table, pk_defs);
@@ -236,11 +199,70 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v.queue_schema, v.queue_failed_table,
                    format('Rows of %s that vectorizer %s gave up on, with the error', source, v.name));
 
+    -- SECURITY DEFINER so that writers to the source need no rights on the queue: it runs as
+    -- the vectorizer's owner, who owns the queue.
+    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
+                   'SET search_path = pg_catalog, pg_temp AS %L', func, ai._vectorizer_trigger_body(v));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', func);
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', func,
+                   format('Queues changed rows of %s for vectorizer %s', source, v.name));
+
+    EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', v.queue_schema, v.queue_table, v.owner);
+    EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', v.queue_schema, v.queue_failed_table, v.owner);
+    EXECUTE format('ALTER FUNCTION %s() OWNER TO %I', func, v.owner);
+END $$;
+
+-- The triggers on the source, with the caller's own rights. Only changes of the columns the
+-- vectorizer reads wake it; types without an equality operator (json, xml, ...) compare as
+-- text, where a false "changed" only costs a re-check.
+CREATE FUNCTION ai._vectorizer_create_triggers(v ai.vectorizer, read_columns name[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    source  text := format('%I.%I', v.source_schema, v.source_table);
+    func    text := format('%I.%I', v.queue_schema, v.trigger_name);
+    changed text;
+BEGIN
+    SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='
+                                          AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
+                           THEN format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', a.attname)
+                           ELSE format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', a.attname) END,
+                      ' OR ' ORDER BY a.attnum)
+      INTO changed
+      FROM pg_attribute a
+     WHERE a.attrelid = source::regclass AND a.attname = ANY (read_columns) AND NOT a.attisdropped;
+    -- AFTER triggers see the final row (after other BEFORE triggers), and an UPDATE whose WHEN
+    -- is false is not even queued for firing.
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()',
+                   v.trigger_name, source, func);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s()',
+                   v.trigger_name || '_upd', source, changed, func);
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
+                   v.trigger_name || '_truncate', source, func);
+END $$;
+
+-- The store and its view, or the vector column, with the caller's own rights.
+CREATE FUNCTION ai._vectorizer_create_destination(v ai.vectorizer) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dest       jsonb := v.config->'destination';
+    source     text := format('%I.%I', v.source_schema, v.source_table);
+    filter     text := v.config->>'row_filter';
+    vec_type   text := ai._vector_type((v.config->'embedding'->>'dimensions')::int4);
+    pk_defs    text;
+    pk_cols    text;
+    join_cond  text;
+BEGIN
     IF dest->>'implementation' = 'column' THEN
         EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', source, dest->>'embedding_column', vec_type);
         RETURN;
     END IF;
-
+    SELECT string_agg(format('%I %s NOT NULL', p->>'attname', p->>'typname'), ', ' ORDER BY (p->>'pknum')::int),
+           string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
+           string_agg(format('t.%1$I = s.%1$I', p->>'attname'), ' AND ' ORDER BY (p->>'pknum')::int)
+      INTO pk_defs, pk_cols, join_cond
+      FROM jsonb_array_elements(v.source_pk) AS p;
     -- No foreign key to the source on purpose: a key would make the source's deletes wait on
     -- workers. The view joins on the source, so a deleted row vanishes from it at once.
     EXECUTE format('CREATE TABLE %I.%I (embedding_uuid uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY, '

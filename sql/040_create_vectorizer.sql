@@ -40,6 +40,7 @@ BEGIN
     IF source IS NULL THEN
         RAISE EXCEPTION 'create_vectorizer: source is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM ai._vectorizer_require_admin('create_vectorizer');
     SELECT n.nspname, c.relname, c.relkind INTO src_schema, src_table, src_kind
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
     IF src_kind NOT IN ('r', 'p') THEN
@@ -203,26 +204,7 @@ BEGIN
             USING ERRCODE = 'duplicate_column';
     END IF;
 
-    queue_schema := coalesce(queue_schema, 'ai');
-    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = queue_schema) THEN
-        RAISE EXCEPTION 'create_vectorizer: queue schema "%" does not exist', queue_schema USING ERRCODE = 'invalid_schema_name';
-    END IF;
-
-    v.id := nextval(pg_get_serial_sequence('ai.vectorizer', 'id'));
-    v.name := name;
-    v.source_schema := src_schema;
-    v.source_table := src_table;
-    v.source_pk := pk;
-    v.queue_schema := queue_schema;
-    v.queue_table := ai._check_identifier(coalesce(queue_table, '_vectorizer_q_' || v.id), 'queue table');
-    v.queue_failed_table := ai._check_identifier(coalesce(queue_table || '_failed', '_vectorizer_q_failed_' || v.id), 'failed-items table');
-    v.trigger_name := '_vectorizer_src_trg_' || v.id;
-    IF to_regclass(format('%I.%I', v.queue_schema, v.queue_table)) IS NOT NULL
-       OR to_regclass(format('%I.%I', v.queue_schema, v.queue_failed_table)) IS NOT NULL THEN
-        RAISE EXCEPTION 'create_vectorizer: queue table %.% or its failed-items table already exists',
-            quote_ident(v.queue_schema), quote_ident(v.queue_table) USING ERRCODE = 'duplicate_table';
-    END IF;
-    v.config := jsonb_build_object(
+    v := ai._vectorizer_register(current_user, source, name, jsonb_build_object(
         'version', '@EXTVERSION@',
         'loading', loading, 'parsing', parsing, 'embedding', embedding, 'chunking', chunking,
         'formatting', formatting, 'indexing', indexing, 'scheduling', scheduling,
@@ -230,14 +212,10 @@ BEGIN
         'row_filter', row_filter,
         'filter_columns', to_jsonb(filter_cols),
         'template_columns', to_jsonb(tmpl_cols),
-        'grant_to', to_jsonb(coalesce(grant_to, '{}')));
-    v.disabled := false;
-    v.owner := current_user;
-    v.created_at := now();
-    INSERT INTO ai.vectorizer SELECT v.*;
-
-    PERFORM ai._vectorizer_create_tables(v);
-    PERFORM ai._vectorizer_create_trigger(v, ARRAY(SELECT DISTINCT c FROM unnest(
+        'grant_to', to_jsonb(coalesce(grant_to, '{}'))),
+        coalesce(queue_schema, 'ai'), queue_table);
+    PERFORM ai._vectorizer_create_destination(v);
+    PERFORM ai._vectorizer_create_triggers(v, ARRAY(SELECT DISTINCT c FROM unnest(
         pk_names || load_att.attname || tmpl_cols || filter_cols) AS c));
     PERFORM ai._vectorizer_grant(v, grant_to);
 

@@ -30,39 +30,43 @@ BEGIN
     RETURN v;
 END $$;
 
--- Drops what a vectorizer made; tolerant of objects already gone (a dropped source, say), and
--- quiet about them, hence the lookups instead of IF EXISTS.
+-- Drops what a vectorizer made, quietly skipping what is already gone (a dropped source, say).
+-- It runs with a definer's rights, so it drops only objects owned by the vectorizer's owner,
+-- and triggers only when they call this vectorizer's own function.
 CREATE FUNCTION ai._vectorizer_drop_objects(v ai.vectorizer, drop_all bool) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    dest   jsonb := v.config->'destination';
-    source regclass := to_regclass(format('%I.%I', v.source_schema, v.source_table));
-    func   regprocedure := to_regprocedure(format('%I.%I()', v.queue_schema, v.trigger_name));
-    rel    regclass;
-    suffix text;
+    dest      jsonb := v.config->'destination';
+    owner_oid oid := (SELECT oid FROM pg_roles WHERE rolname = v.owner);
+    source    regclass := to_regclass(format('%I.%I', v.source_schema, v.source_table));
+    func      regprocedure := to_regprocedure(format('%I.%I()', v.queue_schema, v.trigger_name));
+    trg       record;
+    rel       regclass;
 BEGIN
-    IF source IS NOT NULL THEN
-        FOREACH suffix IN ARRAY ARRAY['', '_upd', '_truncate'] LOOP
-            IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = source AND tgname = v.trigger_name || suffix) THEN
-                EXECUTE format('DROP TRIGGER %I ON %s', v.trigger_name || suffix, source);
-            END IF;
+    IF func IS NOT NULL AND (SELECT proowner FROM pg_proc WHERE oid = func) = owner_oid THEN
+        -- Clones on partitions go with their parent's trigger.
+        FOR trg IN SELECT tgrelid::regclass AS rel, tgname FROM pg_trigger WHERE tgfoid = func AND tgparentid = 0 LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
         END LOOP;
-    END IF;
-    IF func IS NOT NULL THEN
         EXECUTE format('DROP FUNCTION %s', func);
     END IF;
     FOR rel IN SELECT r FROM unnest(ARRAY[
             to_regclass(format('%I.%I', v.queue_schema, v.queue_table)),
             to_regclass(format('%I.%I', v.queue_schema, v.queue_failed_table)),
-            CASE WHEN drop_all THEN to_regclass(format('%I.%I', dest->>'view_schema', dest->>'view_name')) END,
-            CASE WHEN drop_all THEN to_regclass(format('%I.%I', dest->>'target_schema', dest->>'target_table')) END]) AS r
-        WHERE r IS NOT NULL
+            CASE WHEN drop_all AND dest->>'implementation' = 'table'
+                 THEN to_regclass(format('%I.%I', dest->>'view_schema', dest->>'view_name')) END,
+            CASE WHEN drop_all AND dest->>'implementation' = 'table'
+                 THEN to_regclass(format('%I.%I', dest->>'target_schema', dest->>'target_table')) END]) AS r
+        WHERE r IS NOT NULL AND (SELECT relowner FROM pg_class WHERE oid = r) = owner_oid
     LOOP
         EXECUTE format(CASE WHEN (SELECT relkind FROM pg_class WHERE oid = rel) = 'v' THEN 'DROP VIEW %s' ELSE 'DROP TABLE %s' END, rel);
     END LOOP;
     IF drop_all AND dest->>'implementation' = 'column' AND source IS NOT NULL
-       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = source AND attname = dest->>'embedding_column' AND NOT attisdropped) THEN
+       AND (SELECT relowner FROM pg_class WHERE oid = source) = owner_oid
+       AND EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                    WHERE a.attrelid = source AND a.attname = dest->>'embedding_column'
+                      AND NOT a.attisdropped AND t.typname = 'vector') THEN
         EXECUTE format('ALTER TABLE %s DROP COLUMN %I', source, dest->>'embedding_column');
     END IF;
 END $$;
@@ -70,11 +74,9 @@ END $$;
 CREATE FUNCTION ai.drop_vectorizer(vectorizer_id int4, drop_all bool DEFAULT false) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v ai.vectorizer := ai._vectorizer_get(vectorizer_id, true);
 BEGIN
-    PERFORM ai._vectorizer_drop_objects(v, drop_all);
-    DELETE FROM ai.vectorizer WHERE id = v.id;
+    PERFORM ai._vectorizer_require_admin('drop_vectorizer');
+    PERFORM ai._vectorizer_unregister(vectorizer_id, coalesce(drop_all, false));
 END $$;
 COMMENT ON FUNCTION ai.drop_vectorizer(int4, bool) IS 'Drop a vectorizer''s triggers and queue; with drop_all, its store and view (or column) too';
 
@@ -88,32 +90,32 @@ COMMENT ON FUNCTION ai.drop_vectorizer(text, bool) IS 'Drop a vectorizer by name
 
 -- Workers and schedules skip a disabled vectorizer; its triggers keep queueing, so nothing is
 -- lost while it is off.
-CREATE FUNCTION ai._vectorizer_set_disabled(vectorizer_id int4, disabled bool) RETURNS void
+CREATE FUNCTION ai._vectorizer_disable(vectorizer_id int4, disabled bool) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM ai._vectorizer_get(vectorizer_id, true);
-    UPDATE ai.vectorizer SET disabled = _vectorizer_set_disabled.disabled WHERE id = vectorizer_id;
+    PERFORM ai._vectorizer_require_admin(CASE WHEN disabled THEN 'disable_vectorizer_schedule' ELSE 'enable_vectorizer_schedule' END);
+    PERFORM ai._vectorizer_set_disabled(vectorizer_id, disabled);
 END $$;
 
 CREATE FUNCTION ai.enable_vectorizer_schedule(vectorizer_id int4) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC SELECT ai._vectorizer_set_disabled(vectorizer_id, false); END;
+BEGIN ATOMIC SELECT ai._vectorizer_disable(vectorizer_id, false); END;
 COMMENT ON FUNCTION ai.enable_vectorizer_schedule(int4) IS 'Let workers and the schedule process this vectorizer again';
 
 CREATE FUNCTION ai.enable_vectorizer_schedule(name text) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC SELECT ai._vectorizer_set_disabled(ai._vectorizer_by_name(name), false); END;
+BEGIN ATOMIC SELECT ai._vectorizer_disable(ai._vectorizer_by_name(name), false); END;
 COMMENT ON FUNCTION ai.enable_vectorizer_schedule(text) IS 'Let workers and the schedule process this vectorizer again, by name';
 
 CREATE FUNCTION ai.disable_vectorizer_schedule(vectorizer_id int4) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC SELECT ai._vectorizer_set_disabled(vectorizer_id, true); END;
+BEGIN ATOMIC SELECT ai._vectorizer_disable(vectorizer_id, true); END;
 COMMENT ON FUNCTION ai.disable_vectorizer_schedule(int4) IS 'Pause processing of this vectorizer; changes keep being queued';
 
 CREATE FUNCTION ai.disable_vectorizer_schedule(name text) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC SELECT ai._vectorizer_set_disabled(ai._vectorizer_by_name(name), true); END;
+BEGIN ATOMIC SELECT ai._vectorizer_disable(ai._vectorizer_by_name(name), true); END;
 COMMENT ON FUNCTION ai.disable_vectorizer_schedule(text) IS 'Pause processing of this vectorizer by name; changes keep being queued';
 
 -- Pending rows. Exact: distinct keys (a key queued twice is one row of work). Otherwise a

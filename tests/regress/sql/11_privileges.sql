@@ -37,13 +37,30 @@ SET ROLE regress_ai_nobody;
 SELECT count(*) FROM ai.:q;
 SELECT ai.create_vectorizer('regress_ai_app.docs', loading => ai.loading_column('body'),
     embedding => ai.embedding_openai('text-embedding-3-small'));
--- Not even the admin may run the server's Python.
+-- A worker may use a vectorizer but not manage one, and is told so.
+SET ROLE regress_ai_worker;
+SELECT ai.disable_vectorizer_schedule(:vid);
+SELECT ai.drop_vectorizer(:vid);
+-- Admins change the catalog only through the checked functions, and create nothing in ai:
+-- a planted overload there would run with the rights of whoever calls it next.
+SET ROLE regress_ai_admin;
+UPDATE ai.vectorizer SET queue_table = 'elsewhere' WHERE id = :vid;
+INSERT INTO ai.vectorizer (name, source_schema, source_table, source_pk, queue_schema, queue_table,
+    queue_failed_table, trigger_name, config) VALUES ('forged', 'public', 't', '[]', 'public', 'q', 'f', 'x', '{}');
+CREATE FUNCTION ai.loading_column(column_name text) RETURNS jsonb LANGUAGE sql RETURN '{}';
+SELECT ai._vectorizer_drop_objects(v, true) FROM ai.vectorizer AS v WHERE id = :vid;
+-- Another admin may not drop it.
+RESET ROLE;
+CREATE ROLE regress_ai_admin2 LOGIN;
+SELECT ai.grant_vectorizer_usage('regress_ai_admin2', admin => true);
+SET SESSION AUTHORIZATION regress_ai_admin2;
+SELECT ai.drop_vectorizer(:vid);
+RESET SESSION AUTHORIZATION;
+-- Not even an admin may run the server's Python.
 SET ROLE regress_ai_admin;
 SELECT ai.python_info();
 SELECT ai.drop_vectorizer(:vid, drop_all => true);
 RESET ROLE;
 DROP SCHEMA regress_ai_app CASCADE;
-REVOKE ALL ON ALL TABLES IN SCHEMA ai FROM regress_ai_admin, regress_ai_worker;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA ai FROM regress_ai_admin;
-REVOKE ALL ON SCHEMA ai FROM regress_ai_admin, regress_ai_worker CASCADE;
-DROP ROLE regress_ai_admin, regress_ai_writer, regress_ai_worker, regress_ai_nobody;
+DROP OWNED BY regress_ai_admin, regress_ai_admin2, regress_ai_writer, regress_ai_worker, regress_ai_nobody;
+DROP ROLE regress_ai_admin, regress_ai_admin2, regress_ai_writer, regress_ai_worker, regress_ai_nobody;

@@ -1,0 +1,1 @@
+"""pytest suite for the ai extension (the integration tests need the cluster running)."""

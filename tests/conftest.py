@@ -1,0 +1,235 @@
+"""Fixtures for the integration tests: a fresh database per test, cloned from a template.
+
+The tests talk to the running cluster (scripts/cluster.sh: PGHOST/PGPORT, default
+/var/run/postgresql and 5488) through psycopg, never through a mock. Once per session a
+template database with `CREATE EXTENSION ai CASCADE` is made; each test gets a copy of it
+(CREATE DATABASE ... TEMPLATE takes about 0.1 s) that is dropped after the test.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from pytest_postgresql import factories
+
+REPO = Path(__file__).resolve().parent.parent
+
+PGHOST = os.environ.get("PGHOST") or "/var/run/postgresql"
+PGPORT = int(os.environ.get("PGPORT") or 5488)
+PGUSER = os.environ.get("PGUSER") or getpass.getuser()
+# Test roles log in over TCP with a password (the socket only allows peer auth).
+TCP_HOST = os.environ.get("PGVECTORIZER_TEST_TCP_HOST") or "127.0.0.1"
+# The pid keeps two sessions (say, `make test` and an editor's run) apart on one cluster.
+DBNAME = f"pgvectorizer_test_{os.getpid()}"
+
+# A small model size keeps vector literals short in tests that fill a store by hand.
+DIMS = 4
+EMBEDDING = f"ai.embedding_openai('text-embedding-3-small', {DIMS})"
+VECTOR = "[1,2,3,4]"
+
+
+def _load_ai(host: str, port: int, user: str, dbname: str, password: str | None, **_: Any) -> None:
+    """Template loader: the extension and what it requires."""
+    with psycopg.connect(host=host, port=port, user=user, dbname=dbname, password=password,
+                         autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION ai CASCADE")
+
+
+postgresql_ai_noproc = factories.postgresql_noproc(
+    host=PGHOST, port=PGPORT, user=PGUSER, dbname=DBNAME, load=[_load_ai])
+postgresql_ai = factories.postgresql("postgresql_ai_noproc")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "root: needs root on the database machine (skipped otherwise)")
+    config.addinivalue_line("markers", "slow: runs the whole set-up script")
+
+
+# --- connections ---------------------------------------------------------------------------
+
+class Connector:
+    """Opens more connections to the test database (one per thread or role); closes them all."""
+
+    def __init__(self, dbname: str) -> None:
+        self.dbname = dbname
+        self._conns: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, *, user: str | None = None, password: str | None = None,
+                 autocommit: bool = True, **settings: str) -> psycopg.Connection:
+        """A new connection; `user` with `password` logs in as that role over TCP.
+
+        settings become SET commands (lock_timeout='2s', say).
+        """
+        if user is None:
+            conn = psycopg.connect(host=PGHOST, port=PGPORT, user=PGUSER, dbname=self.dbname,
+                                   autocommit=True)
+        else:
+            conn = psycopg.connect(host=TCP_HOST, port=PGPORT, user=user, password=password,
+                                   dbname=self.dbname, autocommit=True)
+        for name, value in settings.items():
+            conn.execute(sql.SQL("SELECT set_config({}, {}, false)").format(
+                sql.Literal(name), sql.Literal(value)))
+        conn.autocommit = autocommit
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+
+
+@pytest.fixture
+def db(postgresql_ai: psycopg.Connection) -> psycopg.Connection:
+    """The test's own fresh database with the ai extension, as the superuser, autocommit."""
+    postgresql_ai.autocommit = True
+    return postgresql_ai
+
+
+@pytest.fixture
+def connect(db: psycopg.Connection) -> Iterator[Connector]:
+    connector = Connector(db.info.dbname)
+    yield connector
+    connector.close_all()
+
+
+@pytest.fixture
+def make_role(db: psycopg.Connection, connect: Connector) -> Iterator[Callable[..., tuple[str, str]]]:
+    """Creates login roles with unique names; returns (name, password).
+
+    Roles are cluster-wide, so teardown closes their sessions, drops what they own and were
+    granted in the test database, and drops them.
+    """
+    made: list[str] = []
+
+    def make(label: str) -> tuple[str, str]:
+        name = f"pgvt_{os.getpid()}_{secrets.token_hex(3)}_{label}"
+        password = secrets.token_hex(12)
+        db.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(name), sql.Literal(password)))
+        made.append(name)
+        return name, password
+
+    yield make
+    connect.close_all()
+    if made:
+        idents = sql.SQL(", ").join(sql.Identifier(r) for r in made)
+        db.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(idents))
+        db.execute(sql.SQL("DROP ROLE {}").format(idents))
+
+
+# --- small query helpers ---------------------------------------------------------------------
+
+Query = str | sql.SQL | sql.Composed
+
+
+def rows(conn: psycopg.Connection, query: Query, params: Any = None) -> list[tuple]:
+    return conn.execute(query, params).fetchall()
+
+
+def scalar(conn: psycopg.Connection, query: Query, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, f"no row from {query!r}"
+    return row[0]
+
+
+def create_vectorizer(conn: psycopg.Connection, source: str, column: str = "body", *,
+                      row_filter: str | None = None, enqueue_existing: bool = False,
+                      **sql_args: str) -> int:
+    """ai.create_vectorizer on `source` (SQL text of a table name, quoted as needed).
+
+    `column` is the loading column; other arguments are SQL expressions by parameter name
+    (destination="ai.destination_column('emb')"). Existing rows are not queued unless asked,
+    so a test's queue holds only what its own statements caused.
+    """
+    args: dict[str, str] = {"loading": f"ai.loading_column({sql.quote(column)})",
+                            "embedding": EMBEDDING, **sql_args}
+    parts = ["%(source)s::regclass"] + [f"{k} => {v}" for k, v in args.items()]
+    parts.append("enqueue_existing => %(enqueue_existing)s")
+    if row_filter is not None:
+        parts.append("row_filter => %(row_filter)s")
+    query = "SELECT ai.create_vectorizer(" + ", ".join(parts) + ")"
+    return scalar(conn, query, {"source": source, "enqueue_existing": enqueue_existing,
+                                "row_filter": row_filter})
+
+
+def vectorizer(conn: psycopg.Connection, vid: int) -> dict[str, Any]:
+    cur = conn.execute("SELECT * FROM ai.vectorizer WHERE id = %s", (vid,))
+    row = cur.fetchone()
+    assert row is not None and cur.description is not None, f"vectorizer {vid} does not exist"
+    return dict(zip([c.name for c in cur.description], row, strict=True))
+
+
+def _pk_names(v: dict[str, Any]) -> list[str]:
+    return [p["attname"] for p in sorted(v["source_pk"], key=lambda p: p["pknum"])]
+
+
+def _keys(conn: psycopg.Connection, v: dict[str, Any], table: str) -> list[Any]:
+    names = _pk_names(v)
+    query = sql.SQL("SELECT {cols} FROM {tbl} ORDER BY {cols}").format(
+        cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
+        tbl=sql.Identifier(v["queue_schema"], table))
+    result = rows(conn, query)
+    return [r[0] if len(names) == 1 else r for r in result]
+
+
+def queue_rows(conn: psycopg.Connection, vid: int) -> list[Any]:
+    """Every queued key, sorted, duplicates kept: a scalar for a one-column key, else a tuple."""
+    v = vectorizer(conn, vid)
+    return _keys(conn, v, v["queue_table"])
+
+
+def queued(conn: psycopg.Connection, vid: int) -> set[Any]:
+    """The distinct queued keys."""
+    return set(queue_rows(conn, vid))
+
+
+def failed_rows(conn: psycopg.Connection, vid: int) -> list[Any]:
+    v = vectorizer(conn, vid)
+    return _keys(conn, v, v["queue_failed_table"])
+
+
+def clear_queue(conn: psycopg.Connection, vid: int) -> None:
+    v = vectorizer(conn, vid)
+    conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(v["queue_schema"], v["queue_table"])))
+
+
+def store_name(conn: psycopg.Connection, vid: int) -> sql.Identifier:
+    dest = vectorizer(conn, vid)["config"]["destination"]
+    return sql.Identifier(dest["target_schema"], dest["target_table"])
+
+
+def view_name(conn: psycopg.Connection, vid: int) -> sql.Identifier:
+    dest = vectorizer(conn, vid)["config"]["destination"]
+    return sql.Identifier(dest["view_schema"], dest["view_name"])
+
+
+def regclass(conn: psycopg.Connection, name: str) -> str | None:
+    """to_regclass as text: None when the relation does not exist."""
+    return scalar(conn, "SELECT to_regclass(%s)::text", (name,))
+
+
+def catalog_snapshot(db: psycopg.Connection) -> dict[str, object]:
+    """Counts of catalog rows, table ACLs and vectorizers: equal before and after a failed call."""
+    return {
+        "pg_class": scalar(db, "SELECT count(*) FROM pg_class"),
+        "pg_proc": scalar(db, "SELECT count(*) FROM pg_proc"),
+        "pg_trigger": scalar(db, "SELECT count(*) FROM pg_trigger"),
+        "pg_type": scalar(db, "SELECT count(*) FROM pg_type"),
+        "pg_attribute": scalar(db, "SELECT count(*) FROM pg_attribute WHERE attnum > 0 AND NOT attisdropped"),
+        "acl": rows(db, "SELECT relname, relacl::text FROM pg_class WHERE relacl IS NOT NULL "
+                        "AND relnamespace <> 'pg_catalog'::regnamespace ORDER BY 1"),
+        "vectorizers": rows(db, "SELECT id, name FROM ai.vectorizer ORDER BY id"),
+    }

@@ -1,0 +1,157 @@
+"""Vectorizers owned by roles that are not superusers, with real logins for each role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from .conftest import (
+    EMBEDDING,
+    VECTOR,
+    Connector,
+    catalog_snapshot,
+    queue_rows,
+    rows,
+    scalar,
+    vectorizer,
+)
+
+Role = tuple[str, str]
+
+
+def ident(name: str) -> sql.Identifier:
+    return sql.Identifier(name)
+
+
+def create_as(conn: psycopg.Connection, source: str, grant_to: list[str] | None = None) -> int:
+    grants = sql.SQL(", grant_to => ai.grant_to({})").format(
+        sql.SQL(", ").join(sql.Literal(g) for g in grant_to)) if grant_to else sql.SQL("")
+    return scalar(conn, sql.SQL("SELECT ai.create_vectorizer({}::regclass, loading => ai.loading_column('body'), "
+                                "embedding => " + EMBEDDING + ", enqueue_existing => true{})")
+                  .format(sql.Literal(source), grants))
+
+
+class Team:
+    """An admin who owns schema `content` with table `content.docs`, a writer and a reader."""
+
+    def __init__(self, db: psycopg.Connection, connect: Connector, make_role: Callable[[str], Role]) -> None:
+        self.admin = make_role("admin")
+        self.writer = make_role("writer")
+        self.reader = make_role("reader")
+        self.outsider = make_role("outsider")
+        admin, writer = ident(self.admin[0]), ident(self.writer[0])
+        db.execute("SELECT ai.grant_vectorizer_usage(%s, admin => true)", (self.admin[0],))
+        db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(ident(db.info.dbname), admin))
+
+        self.admin_conn = connect(user=self.admin[0], password=self.admin[1])
+        self.admin_conn.execute("""
+            CREATE SCHEMA content;
+            CREATE TABLE content.docs (id int PRIMARY KEY, body text NOT NULL);
+            INSERT INTO content.docs VALUES (1, 'one'), (2, 'two');
+        """)
+        self.admin_conn.execute(sql.SQL("GRANT USAGE ON SCHEMA content TO {}").format(writer))
+        self.admin_conn.execute(sql.SQL("GRANT INSERT, UPDATE, DELETE ON content.docs TO {}").format(writer))
+        self.vid = create_as(self.admin_conn, "content.docs", grant_to=[self.reader[0]])
+
+    def connect(self, connect: Connector, role: Role) -> psycopg.Connection:
+        return connect(user=role[0], password=role[1])
+
+
+@pytest.fixture
+def team(db: psycopg.Connection, connect: Connector, make_role: Callable[[str], Role]) -> Team:
+    return Team(db, connect, make_role)
+
+
+def test_admin_owns_what_it_created(db: psycopg.Connection, team: Team) -> None:
+    v = vectorizer(db, team.vid)
+    assert v["owner"] == team.admin[0]
+    owners = rows(db, "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+                      "WHERE c.oid IN (%s::regclass, %s::regclass, 'content.docs_embedding_store'::regclass, "
+                      "'content.docs_embedding'::regclass) ORDER BY 1",
+                  (f'ai."{v["queue_table"]}"', f'ai."{v["queue_failed_table"]}"'))
+    assert {owner for _, owner in owners} == {team.admin[0]}
+    assert len(owners) == 4
+    assert queue_rows(db, team.vid) == [1, 2]
+
+
+def test_writer_without_queue_rights_gets_rows_queued(db: psycopg.Connection, connect: Connector,
+                                                      team: Team) -> None:
+    writer = team.connect(connect, team.writer)
+    db.execute(sql.SQL("DELETE FROM ai.{}").format(ident(vectorizer(db, team.vid)["queue_table"])))
+    # No WHERE clauses: those would need SELECT, which the writer does not have.
+    writer.execute("INSERT INTO content.docs VALUES (3, 'three')")
+    assert queue_rows(db, team.vid) == [3]
+    writer.execute("UPDATE content.docs SET body = 'changed'")
+    assert queue_rows(db, team.vid) == [1, 2, 3, 3]
+    writer.execute("DELETE FROM content.docs")
+    assert queue_rows(db, team.vid) == [1, 1, 2, 2, 3, 3, 3]
+    with pytest.raises(errors.InsufficientPrivilege):
+        writer.execute(sql.SQL("SELECT * FROM ai.{}").format(ident(vectorizer(db, team.vid)["queue_table"])))
+
+
+def test_grant_to_role_reads_queue_store_and_view(db: psycopg.Connection, connect: Connector,
+                                                 team: Team) -> None:
+    v = vectorizer(db, team.vid)
+    team.admin_conn.execute("INSERT INTO content.docs_embedding_store (id, chunk_seq, chunk, embedding) "
+                            "VALUES (1, 0, 'one', %s)", (VECTOR,))
+    reader = team.connect(connect, team.reader)
+    assert rows(reader, sql.SQL("SELECT id FROM ai.{} ORDER BY id").format(ident(v["queue_table"]))) \
+        == [(1,), (2,)]
+    assert rows(reader, "SELECT id, chunk FROM content.docs_embedding_store") == [(1, "one")]
+    assert rows(reader, "SELECT id, body, chunk, embedding::text FROM content.docs_embedding") \
+        == [(1, "one", "one", VECTOR)]
+    # Read access, not ownership of the source.
+    with pytest.raises(errors.InsufficientPrivilege):
+        reader.execute("INSERT INTO content.docs VALUES (9, 'nine')")
+
+
+def test_role_without_grants_cannot_read_the_queue(db: psycopg.Connection, connect: Connector,
+                                                  team: Team) -> None:
+    v = vectorizer(db, team.vid)
+    outsider = team.connect(connect, team.outsider)
+    for relation in (sql.Identifier("ai", v["queue_table"]), sql.Identifier("ai", v["queue_failed_table"]),
+                     sql.Identifier("content", "docs_embedding_store"), sql.Identifier("content", "docs_embedding")):
+        with pytest.raises(errors.InsufficientPrivilege):
+            outsider.execute(sql.SQL("SELECT * FROM {}").format(relation))
+
+
+def test_admin_drops_its_source_and_the_vectorizer_goes(db: psycopg.Connection, team: Team) -> None:
+    v = vectorizer(db, team.vid)
+    team.admin_conn.execute("DROP TABLE content.docs CASCADE")
+    assert rows(db, "SELECT id FROM ai.vectorizer") == []
+    assert scalar(db, "SELECT to_regclass(%s)", (f'ai."{v["queue_table"]}"',)) is None
+
+
+@pytest.mark.parametrize("usage", ["none", "user"])
+def test_plain_role_cannot_run_python(db: psycopg.Connection, connect: Connector,
+                                      make_role: Callable[[str], Role], usage: str) -> None:
+    role = make_role("plain")
+    if usage == "user":
+        db.execute("SELECT ai.grant_vectorizer_usage(%s)", (role[0],))
+    conn = connect(user=role[0], password=role[1])
+    with pytest.raises(errors.InsufficientPrivilege, match="python_info" if usage == "user" else "schema ai"):
+        conn.execute("SELECT ai.python_info()")
+    assert scalar(db, "SELECT has_function_privilege(%s, 'ai.python_info()', 'EXECUTE')", (role[0],)) is False
+
+
+@pytest.mark.parametrize("usage", ["none", "user"])
+def test_create_vectorizer_needs_admin_usage(db: psycopg.Connection, connect: Connector,
+                                             make_role: Callable[[str], Role], usage: str) -> None:
+    role = make_role("owner")
+    db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(ident(db.info.dbname), ident(role[0])))
+    if usage == "user":
+        db.execute("SELECT ai.grant_vectorizer_usage(%s)", (role[0],))
+    conn = connect(user=role[0], password=role[1])
+    conn.execute("CREATE SCHEMA mine; CREATE TABLE mine.docs (id int PRIMARY KEY, body text); "
+                 "INSERT INTO mine.docs VALUES (1, 'x')")
+    before = catalog_snapshot(db)
+    with pytest.raises(errors.InsufficientPrivilege, match="schema ai" if usage == "none" else "vectorizer"):
+        create_as(conn, "mine.docs")
+    assert catalog_snapshot(db) == before
+    assert rows(db, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'mine.docs'::regclass") == []
+    # The role's own table still takes writes: no half-made trigger points at a missing queue.
+    conn.execute("INSERT INTO mine.docs VALUES (2, 'y')")
+    assert scalar(db, "SELECT count(*) FROM mine.docs") == 2
