@@ -58,11 +58,12 @@ demo: setup
 
 test: setup
 	$(MAKE) installcheck
+	$(MAKE) lint
 	$(MAKE) pytest
 
 pytest:
 	$(PYTHON) -m pytest -q tests
 
 lint:
-	$(PYTHON) -m ruff check python_pkg tests bench
+	$(PYTHON) -m ruff check python_pkg tests
 	$(PYTHON) -m mypy python_pkg/pgvectorizer
