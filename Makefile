@@ -5,7 +5,8 @@ EXTVERSION = 0.1.0
 
 # Debian's per-version pg_config knows the server; /usr/bin/pg_config may be libpq's alone.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
-PYTHON    ?= python3
+# The user's Python (PGXS's own PYTHON is the server's).
+PY        ?= python3
 # Where the package lives for the interpreter PL/Python embeds. Baked into the install script
 # (never a GUC: a user-settable sys.path would let any role run code as the server).
 PYTHON_TARGET ?= /usr/local/lib/pgvectorizer/python
@@ -45,13 +46,13 @@ extension/ai--$(EXTVERSION).sql: $(SQL_SOURCES) Makefile
 # The package for the server's own interpreter (Debian's /usr/bin/python3, which PL/Python
 # embeds); same CPython minor version as the user's, so pip can target it directly.
 install-python:
-	$(PYTHON) -m pip install --quiet --no-deps --upgrade --target $(PYTHON_TARGET) ./python_pkg
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(PYTHON_TARGET) ./python_pkg
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup demo test pytest lint install-python
 setup:
-	$(SUDO) env PYTHON=$(shell command -v $(PYTHON)) PGPORT=$(PGPORT) scripts/setup.sh
+	$(SUDO) env PYTHON=$(shell command -v $(PY)) PGPORT=$(PGPORT) scripts/setup.sh
 
 demo: setup
 	scripts/demo.sh
@@ -62,8 +63,8 @@ test: setup
 	$(MAKE) pytest
 
 pytest:
-	$(PYTHON) -m pytest -q tests
+	$(PY) -m pytest -q tests
 
 lint:
-	$(PYTHON) -m ruff check python_pkg tests
-	$(PYTHON) -m mypy python_pkg/pgvectorizer
+	$(PY) -m ruff check python_pkg tests
+	$(PY) -m mypy python_pkg/pgvectorizer

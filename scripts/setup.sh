@@ -79,7 +79,7 @@ fi
 
 # --- c. the ai extension (always: it is cheap and picks up SQL changes) ------------------------
 say "installing the ai extension"
-make -C "$REPO" --no-print-directory install PG_CONFIG="$PG_CONFIG" PYTHON="$PYTHON" \
+make -C "$REPO" --no-print-directory install PG_CONFIG="$PG_CONFIG" PY="$PYTHON" \
     PYTHON_TARGET="$PYTHON_TARGET" </dev/null
 
 mkdir -p "$STATE"
@@ -119,7 +119,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && plpy_ok 2>/dev/null; then
     say "python package for PL/Python already in $PYTHON_TARGET"
 else
     say "installing python package for PL/Python into $PYTHON_TARGET"
-    make -C "$REPO" --no-print-directory install-python PYTHON="$pyexe" \
+    make -C "$REPO" --no-print-directory install-python PY="$pyexe" \
         PYTHON_TARGET="$PYTHON_TARGET" </dev/null
     plpy_ok || { echo "setup: /usr/bin/python3 cannot import pgvectorizer from $PYTHON_TARGET" >&2
                  exit 1; }
