@@ -40,6 +40,7 @@ ai.control: control/ai.control.in Makefile
 	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< > $@
 
 extension/ai--$(EXTVERSION).sql: $(SQL_SOURCES) Makefile
+	@mkdir -p $(@D)
 	cat $(SQL_SOURCES) | sed -e 's/@EXTVERSION@/$(EXTVERSION)/g' \
 	    -e 's|@PYTHON_TARGET@|$(PYTHON_TARGET)|g' > $@
 
