@@ -111,6 +111,13 @@ BEGIN
 END $$;
 
 -- The trigger function's body: queue the keys whose embeddings may be stale.
+--
+-- The function is SECURITY DEFINER, and normally that calls for a pinned search_path. But a
+-- SET clause costs every write to the source about 10 us (see BENCHMARKS.md), so without a row
+-- filter the body is written to need no search_path at all: every relation is qualified, every
+-- operator is OPERATOR(pg_catalog.x), and the key comparisons live in the triggers' WHEN
+-- clauses, which are bound when the trigger is created. A row filter is the user's own
+-- expression, resolved when it runs, so with a filter the search_path stays pinned.
 CREATE FUNCTION ai._vectorizer_trigger_body(v ai.vectorizer) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -132,30 +139,47 @@ BEGIN
     IF dest->>'implementation' = 'table' THEN
         trunc_sql := trunc_sql || format(', %I.%I', dest->>'target_schema', dest->>'target_table');
     END IF;
+    IF filter IS NULL THEN
+        RETURN concat_ws(E'\n',
+            'BEGIN',
+            '    IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN',
+            format('        INSERT INTO %s (%s) VALUES (%s);', queue, pk_cols, new_vals),
+            '    ELSIF TG_OP OPERATOR(pg_catalog.=) ''DELETE'' THEN',
+            format('        INSERT INTO %s (%s) VALUES (%s);', queue, pk_cols, old_vals),
+            '    ELSIF TG_OP OPERATOR(pg_catalog.=) ''TRUNCATE'' THEN',
+            format('        %s;', trunc_sql),
+            '    ELSIF TG_NARGS OPERATOR(pg_catalog.>) 0 THEN',
+            '        -- A new key (the _key trigger): the old key loses its embeddings, the new gets them.',
+            format('        INSERT INTO %s (%s) VALUES (%s), (%s);', queue, pk_cols, old_vals, new_vals),
+            '    ELSE',
+            format('        INSERT INTO %s (%s) VALUES (%s);', queue, pk_cols, new_vals),
+            '    END IF;',
+            '    RETURN NULL;',
+            'END');
+    END IF;
     RETURN concat_ws(E'\n',
         '#variable_conflict use_column',
         'DECLARE',
-        '    _ai_old_ok bool := true;',
-        '    _ai_new_ok bool := true;',
+        '    _ai_old_ok bool := false;',
+        '    _ai_new_ok bool := false;',
         'BEGIN',
         '    IF TG_OP = ''TRUNCATE'' THEN',
         format('        %s;', trunc_sql),
         '        RETURN NULL;',
         '    END IF;',
-        CASE WHEN filter IS NOT NULL THEN concat_ws(E'\n',
         '    -- The row filter, on the row before and after the change.',
         '    IF TG_OP <> ''INSERT'' THEN',
         format('        _ai_old_ok := coalesce((SELECT (%s) FROM (SELECT OLD.*) AS _ai_row), false);', filter),
         '    END IF;',
         '    IF TG_OP <> ''DELETE'' THEN',
         format('        _ai_new_ok := coalesce((SELECT (%s) FROM (SELECT NEW.*) AS _ai_row), false);', filter),
-        '    END IF;') END,
+        '    END IF;',
         '    IF TG_OP = ''INSERT'' THEN',
         format('        IF _ai_new_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, new_vals),
         '    ELSIF TG_OP = ''DELETE'' THEN',
         format('        IF _ai_old_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, old_vals),
-        format('    ELSIF ROW(%s) IS DISTINCT FROM ROW(%s) THEN', old_vals, new_vals),
-        '        -- A new key: the old one loses its embeddings, the new one gets them.',
+        '    ELSIF TG_NARGS > 0 THEN',
+        '        -- A new key (the _key trigger): the old key loses its embeddings, the new gets them.',
         format('        IF _ai_old_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, old_vals),
         format('        IF _ai_new_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, new_vals),
         '    ELSIF _ai_old_ok OR _ai_new_ok THEN',
@@ -200,9 +224,10 @@ BEGIN
                    format('Rows of %s that vectorizer %s gave up on, with the error', source, v.name));
 
     -- SECURITY DEFINER so that writers to the source need no rights on the queue: it runs as
-    -- the vectorizer's owner, who owns the queue.
-    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
-                   'SET search_path = pg_catalog, pg_temp AS %L', func, ai._vectorizer_trigger_body(v));
+    -- the vectorizer's owner, who owns the queue. On search_path, see _vectorizer_trigger_body.
+    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L', func,
+                   CASE WHEN v.config->>'row_filter' IS NOT NULL THEN ' SET search_path = pg_catalog, pg_temp' ELSE '' END,
+                   ai._vectorizer_trigger_body(v));
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', func);
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', func,
                    format('Queues changed rows of %s for vectorizer %s', source, v.name));
@@ -214,15 +239,21 @@ END $$;
 
 -- The triggers on the source, with the caller's own rights. Only changes of the columns the
 -- vectorizer reads wake it; types without an equality operator (json, xml, ...) compare as
--- text, where a false "changed" only costs a re-check.
+-- text, where a false "changed" only costs a re-check. A change of key goes to its own
+-- trigger (_key), so the function never compares values itself.
 CREATE FUNCTION ai._vectorizer_create_triggers(v ai.vectorizer, read_columns name[]) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    source  text := format('%I.%I', v.source_schema, v.source_table);
-    func    text := format('%I.%I', v.queue_schema, v.trigger_name);
-    changed text;
+    source     text := format('%I.%I', v.source_schema, v.source_table);
+    func       text := format('%I.%I', v.queue_schema, v.trigger_name);
+    pk_names   name[] := ARRAY(SELECT p->>'attname' FROM jsonb_array_elements(v.source_pk) AS p);
+    key_change text;
+    changed    text;
 BEGIN
+    SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', attname), ' OR ' ORDER BY attnum)
+      INTO key_change
+      FROM pg_attribute WHERE attrelid = source::regclass AND attname = ANY (pk_names);
     SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='
                                           AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
                            THEN format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', a.attname)
@@ -230,13 +261,16 @@ BEGIN
                       ' OR ' ORDER BY a.attnum)
       INTO changed
       FROM pg_attribute a
-     WHERE a.attrelid = source::regclass AND a.attname = ANY (read_columns) AND NOT a.attisdropped;
+     WHERE a.attrelid = source::regclass AND a.attname = ANY (read_columns) AND NOT (a.attname = ANY (pk_names))
+       AND NOT a.attisdropped;
     -- AFTER triggers see the final row (after other BEFORE triggers), and an UPDATE whose WHEN
     -- is false is not even queued for firing.
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()',
                    v.trigger_name, source, func);
-    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s()',
-                   v.trigger_name || '_upd', source, changed, func);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s) AND (%s)) EXECUTE FUNCTION %s()',
+                   v.trigger_name || '_upd', source, key_change, coalesce(changed, 'false'), func);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s(''key'')',
+                   v.trigger_name || '_key', source, key_change, func);
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
                    v.trigger_name || '_truncate', source, func);
 END $$;

@@ -39,6 +39,25 @@ CREATE TRIGGER a_stamp BEFORE UPDATE ON posts FOR EACH ROW WHEN (NEW.views > 100
 TRUNCATE ai.:q;
 UPDATE posts SET views = 1000 WHERE id = 10;
 SELECT array_agg(id ORDER BY id) AS queued, (SELECT body FROM posts WHERE id = 10) AS body FROM ai.:q;
+-- A writer's hostile search_path changes nothing: the trigger function has no SET clause (it
+-- costs every write), so it must not depend on name resolution at run time.
+CREATE SCHEMA evil;
+CREATE FUNCTION evil.texteq(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'hijacked text =' USING ERRCODE = 'P0001'; END $$;
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.texteq);
+CREATE FUNCTION evil.int4gt(int4, int4) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'hijacked int >' USING ERRCODE = 'P0001'; END $$;
+CREATE OPERATOR evil.> (LEFTARG = int4, RIGHTARG = int4, FUNCTION = evil.int4gt);
+SELECT proconfig FROM pg_proc WHERE oid = ('ai._vectorizer_src_trg_' || :vid)::regproc;
+TRUNCATE ai.:q;
+SET search_path = evil, pg_catalog, public;
+INSERT INTO posts (id, title, body) VALUES (20, 'e', 'evil');
+UPDATE posts SET body = 'evil2' WHERE id = 20;
+UPDATE posts SET id = 21 WHERE id = 20;
+DELETE FROM posts WHERE id = 21;
+RESET search_path;
+SELECT array_agg(id ORDER BY id) AS queued FROM ai.:q;
+DROP SCHEMA evil CASCADE;
 -- A rolled-back write leaves no queue row.
 TRUNCATE ai.:q;
 BEGIN; UPDATE posts SET body = 'gone' WHERE id = 10; ROLLBACK;
