@@ -1,5 +1,6 @@
 -- ai.create_vectorizer: pgai's signature, plus row_filter. Everything happens in the caller's
--- transaction and with the caller's rights, so an error leaves nothing half-made.
+-- transaction, so an error leaves nothing half-made, and with the caller's rights, except the
+-- catalog row and the queue, which ai._vectorizer_register makes after checking the caller.
 
 CREATE FUNCTION ai.create_vectorizer
 ( source regclass
