@@ -39,6 +39,14 @@ BEGIN
     RETURN pk;
 END $$;
 
+-- One SQL fragment per primary-key column, in key order, joined by sep: item is a format()
+-- string given the column's name (%1$I) and type (%2$s), e.g. 'OLD.%I' or '%I %s NOT NULL'.
+CREATE FUNCTION ai._pk_list(pk jsonb, item text, sep text DEFAULT ', ') RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT string_agg(format(item, p->>'attname', p->>'typname'), sep ORDER BY (p->>'pknum')::int)
+          FROM jsonb_array_elements(pk) AS p);
+
 CREATE FUNCTION ai._source_column(source regclass, column_name name, purpose text) RETURNS pg_attribute
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -125,16 +133,11 @@ DECLARE
     queue     text := format('%I.%I', v.queue_schema, v.queue_table);
     filter    text := v.config->>'row_filter';
     dest      jsonb := v.config->'destination';
-    pk_cols   text;
-    old_vals  text;
-    new_vals  text;
+    pk_cols   text := ai._pk_list(v.source_pk, '%I');
+    old_vals  text := ai._pk_list(v.source_pk, 'OLD.%I');
+    new_vals  text := ai._pk_list(v.source_pk, 'NEW.%I');
     trunc_sql text;
 BEGIN
-    SELECT string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
-           string_agg(format('OLD.%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
-           string_agg(format('NEW.%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int)
-      INTO pk_cols, old_vals, new_vals
-      FROM jsonb_array_elements(v.source_pk) AS p;
     trunc_sql := format('TRUNCATE TABLE %s, %I.%I', queue, v.queue_schema, v.queue_failed_table);
     IF dest->>'implementation' = 'table' THEN
         trunc_sql := trunc_sql || format(', %I.%I', dest->>'target_schema', dest->>'target_table');
@@ -197,13 +200,9 @@ SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     source  text := format('%I.%I', v.source_schema, v.source_table);
     func    text := format('%I.%I', v.queue_schema, v.trigger_name);
-    pk_defs text;
-    pk_cols text;
+    pk_defs text := ai._pk_list(v.source_pk, '%I %s NOT NULL');
+    pk_cols text := ai._pk_list(v.source_pk, '%I');
 BEGIN
-    SELECT string_agg(format('%I %s NOT NULL', p->>'attname', p->>'typname'), ', ' ORDER BY (p->>'pknum')::int),
-           string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int)
-      INTO pk_defs, pk_cols
-      FROM jsonb_array_elements(v.source_pk) AS p;
 
     -- The queue has no unique key on purpose: a unique key would make a writer wait on a
     -- worker's open transaction. Duplicates cost a little extra work and nothing else.
@@ -248,12 +247,9 @@ DECLARE
     source     text := format('%I.%I', v.source_schema, v.source_table);
     func       text := format('%I.%I', v.queue_schema, v.trigger_name);
     pk_names   name[] := ARRAY(SELECT p->>'attname' FROM jsonb_array_elements(v.source_pk) AS p);
-    key_change text;
+    key_change text := ai._pk_list(v.source_pk, 'OLD.%1$I IS DISTINCT FROM NEW.%1$I', ' OR ');
     changed    text;
 BEGIN
-    SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', attname), ' OR ' ORDER BY attnum)
-      INTO key_change
-      FROM pg_attribute WHERE attrelid = source::regclass AND attname = ANY (pk_names);
     SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='
                                           AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
                            THEN format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', a.attname)
@@ -284,19 +280,14 @@ DECLARE
     source     text := format('%I.%I', v.source_schema, v.source_table);
     filter     text := v.config->>'row_filter';
     vec_type   text := ai._vector_type((v.config->'embedding'->>'dimensions')::int4);
-    pk_defs    text;
-    pk_cols    text;
-    join_cond  text;
+    pk_defs    text := ai._pk_list(v.source_pk, '%I %s NOT NULL');
+    pk_cols    text := ai._pk_list(v.source_pk, '%I');
+    join_cond  text := ai._pk_list(v.source_pk, 't.%1$I = s.%1$I', ' AND ');
 BEGIN
     IF dest->>'implementation' = 'column' THEN
         EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', source, dest->>'embedding_column', vec_type);
         RETURN;
     END IF;
-    SELECT string_agg(format('%I %s NOT NULL', p->>'attname', p->>'typname'), ', ' ORDER BY (p->>'pknum')::int),
-           string_agg(format('%I', p->>'attname'), ', ' ORDER BY (p->>'pknum')::int),
-           string_agg(format('t.%1$I = s.%1$I', p->>'attname'), ' AND ' ORDER BY (p->>'pknum')::int)
-      INTO pk_defs, pk_cols, join_cond
-      FROM jsonb_array_elements(v.source_pk) AS p;
     -- No foreign key to the source on purpose: a key would make the source's deletes wait on
     -- workers. The view joins on the source, so a deleted row vanishes from it at once.
     EXECUTE format('CREATE TABLE %I.%I (embedding_uuid uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY, '

@@ -222,7 +222,7 @@ BEGIN
 
     IF enqueue_existing THEN
         EXECUTE format('INSERT INTO %1$I.%2$I (%3$s) SELECT %3$s FROM %4$s%5$s', v.queue_schema, v.queue_table,
-            (SELECT string_agg(format('%I', c), ', ') FROM unnest(pk_names) AS c), source,
+            ai._pk_list(v.source_pk, '%I'), source,
             CASE WHEN row_filter IS NOT NULL THEN format(' WHERE (%s)', row_filter) ELSE '' END);
     END IF;
     RETURN v.id;

@@ -130,7 +130,7 @@ DECLARE
 BEGIN
     IF exact_count THEN
         EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) AS k',
-            (SELECT string_agg(format('%I', p->>'attname'), ', ') FROM jsonb_array_elements(v.source_pk) AS p), queue)
+            ai._pk_list(v.source_pk, '%I'), queue)
             INTO n;
         RETURN n;
     END IF;
