@@ -118,6 +118,17 @@ BEGIN
     RETURN ident::name;
 END $$;
 
+-- Wakes workers (LISTEN ai_vectorizer) with the vectorizer's id. Postgres folds the same
+-- notification sent many times in one transaction into one.
+CREATE FUNCTION ai._vectorizer_notify() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_notify('ai_vectorizer', TG_ARGV[0]);
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_notify() IS 'Statement trigger: tell listening workers that a vectorizer''s source changed';
+
 -- The trigger function's body: queue the keys whose embeddings may be stale.
 --
 -- The function is SECURITY DEFINER, and normally that calls for a pinned search_path. But a
@@ -206,13 +217,17 @@ BEGIN
 
     -- The queue has no unique key on purpose: a unique key would make a writer wait on a
     -- worker's open transaction. Duplicates cost a little extra work and nothing else.
-    -- It churns (insert, then delete), so autovacuum visits it often.
+    -- A worker leases the rows it takes: claimed_by is its token and retry_after the lease's
+    -- end (or, after a failure, the backoff's). It churns (insert, then delete), so autovacuum
+    -- visits it often.
     EXECUTE format('CREATE TABLE %I.%I (%s, queued_at timestamptz NOT NULL DEFAULT now(), '
-                   'attempts int4 NOT NULL DEFAULT 0, retry_after timestamptz) '
+                   'attempts int4 NOT NULL DEFAULT 0, retry_after timestamptz, claimed_by uuid) '
                    'WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, '
                    'autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000)',
                    v.queue_schema, v.queue_table, pk_defs);
     EXECUTE format('CREATE INDEX ON %I.%I (%s)', v.queue_schema, v.queue_table, pk_cols);
+    -- Partial, so the triggers' inserts (claimed_by is null) never touch it.
+    EXECUTE format('CREATE INDEX ON %I.%I (claimed_by) WHERE claimed_by IS NOT NULL', v.queue_schema, v.queue_table);
     EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v.queue_schema, v.queue_table,
                    format('Rows of %s waiting for vectorizer %s', source, v.name));
     EXECUTE format('CREATE TABLE %I.%I (%s, failed_at timestamptz NOT NULL DEFAULT now(), '
@@ -269,6 +284,9 @@ BEGIN
                    v.trigger_name || '_key', source, key_change, func);
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
                    v.trigger_name || '_truncate', source, func);
+    -- Once per statement, not per row: waking the workers must cost writers next to nothing.
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH STATEMENT '
+                   'EXECUTE FUNCTION ai._vectorizer_notify(%L)', v.trigger_name || '_notify', source, v.id);
 END $$;
 
 -- The store and its view, or the vector column, with the caller's own rights.
@@ -290,8 +308,11 @@ BEGIN
     END IF;
     -- No foreign key to the source on purpose: a key would make the source's deletes wait on
     -- workers. The view joins on the source, so a deleted row vanishes from it at once.
+    -- chunk_hash is a hash of the text the model saw (the formatted chunk): a worker keeps the
+    -- vector of a chunk whose text did not change instead of embedding it again.
     EXECUTE format('CREATE TABLE %I.%I (embedding_uuid uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY, '
-                   '%s, chunk_seq int4 NOT NULL, chunk text NOT NULL, embedding %s NOT NULL, UNIQUE (%s, chunk_seq))',
+                   '%s, chunk_seq int4 NOT NULL, chunk text NOT NULL, embedding %s NOT NULL, chunk_hash bytea, '
+                   'UNIQUE (%s, chunk_seq))',
                    dest->>'target_schema', dest->>'target_table', pk_defs, vec_type, pk_cols);
     EXECUTE format('COMMENT ON TABLE %I.%I IS %L', dest->>'target_schema', dest->>'target_table',
                    format('Chunks and embeddings of %s, kept by vectorizer %s', source, v.name));

@@ -198,8 +198,8 @@ BEGIN
 
     -- The queue repeats the primary key beside its own bookkeeping columns.
     col := (SELECT c FROM unnest(pk_names) AS c
-             WHERE c = ANY (ARRAY['queued_at', 'attempts', 'retry_after', 'failed_at', 'failure_step', 'error',
-                                  'embedding_uuid', 'chunk_seq', 'chunk', 'embedding']) LIMIT 1);
+             WHERE c = ANY (ARRAY['queued_at', 'attempts', 'retry_after', 'claimed_by', 'failed_at', 'failure_step', 'error',
+                                  'embedding_uuid', 'chunk_seq', 'chunk', 'embedding', 'chunk_hash']) LIMIT 1);
     IF col IS NOT NULL THEN
         RAISE EXCEPTION 'create_vectorizer: primary-key column "%" of % has a name the vectorizer reserves', col, source
             USING ERRCODE = 'duplicate_column';

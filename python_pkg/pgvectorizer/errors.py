@@ -1,0 +1,38 @@
+"""Every exception the package raises on purpose, in one place."""
+
+from __future__ import annotations
+
+
+class VectorizerError(Exception):
+    """Base of the package's own errors."""
+
+
+class ConfigError(VectorizerError):
+    """A vectorizer's configuration cannot work as it stands (a bad model, a missing API key).
+
+    It stops that vectorizer only; its queue is left as it is until the configuration is fixed.
+    """
+
+
+class ApiKeyMissing(ConfigError):
+    """The environment variable named by the embedding config's api_key_name is not set."""
+
+
+class EmbeddingError(VectorizerError):
+    """A provider could not embed a batch.
+
+    transient: worth retrying the same texts later (timeouts, 5xx, 429, connection errors);
+    otherwise the request itself was refused (4xx) and one of its texts may be to blame.
+    retry_after: the provider's own hint in seconds (Retry-After), if it gave one.
+    """
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ChunkingError(VectorizerError):
+    """A row's text could not be split or formatted (say, a template column missing)."""
