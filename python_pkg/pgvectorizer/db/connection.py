@@ -1,0 +1,87 @@
+"""Connections for the worker: settings every session gets, and pgvector's binary format."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.adapt import Buffer, Dumper, Loader
+from psycopg.pq import Format
+
+APPLICATION_NAME = "pgvectorizer-worker"
+# TCP keepalives: a worker whose machine vanished loses its session, and with it the
+# advisory locks on the rows it held, within about a minute.
+KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+              "keepalives_count": 3}
+# A claim or a write waits at most this long behind DDL on the source or the store.
+LOCK_TIMEOUT = "10s"
+
+
+class _VectorBinaryLoader(Loader):
+    """pgvector's binary form: int16 dimensions, int16 unused, float32 big-endian values."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> np.ndarray:
+        return np.frombuffer(bytes(data), dtype=">f4", offset=4).astype(np.float32)
+
+
+class _VectorTextLoader(Loader):
+    def load(self, data: Buffer) -> np.ndarray:
+        text = bytes(data).decode()
+        return np.array(text.strip("[]").split(","), dtype=np.float32)
+
+
+def _vector_dumpers(oid: int) -> tuple[type[Dumper], type[Dumper]]:
+    class VectorBinaryDumper(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj: Any) -> bytes:
+            values = np.asarray(obj, dtype=">f4")
+            return struct.pack(">HH", values.shape[0], 0) + values.tobytes()
+
+    class VectorTextDumper(Dumper):
+        def dump(self, obj: Any) -> bytes:
+            return ("[" + ",".join(repr(float(x)) for x in np.asarray(obj)) + "]").encode()
+
+    VectorBinaryDumper.oid = oid
+    VectorTextDumper.oid = oid
+    return VectorBinaryDumper, VectorTextDumper
+
+
+async def vector_oid(conn: psycopg.AsyncConnection[Any]) -> int:
+    """The oid of pgvector's type in this database."""
+    cur = await conn.execute(
+        "SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_extension e "
+        "ON e.extnamespace = t.typnamespace WHERE e.extname = 'vector' AND t.typname = 'vector'")
+    row = await cur.fetchone()
+    if row is None:
+        raise psycopg.errors.UndefinedObject("the vector extension is not installed in this database")
+    return int(row[0])
+
+
+def register_vector(conn: psycopg.AsyncConnection[Any], oid: int) -> None:
+    """numpy arrays go out as vectors; vectors come back as float32 arrays."""
+    binary, text = _vector_dumpers(oid)
+    conn.adapters.register_dumper(np.ndarray, binary)
+    conn.adapters.register_dumper(np.ndarray, text)
+    conn.adapters.register_loader(oid, _VectorBinaryLoader)
+    conn.adapters.register_loader(oid, _VectorTextLoader)
+
+
+async def connect(db_url: str, *, purpose: str = "") -> psycopg.AsyncConnection[Any]:
+    """An autocommit session with a pinned search_path and the vector adapters."""
+    name = f"{APPLICATION_NAME} {purpose}".strip()
+    conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True, application_name=name,
+                                                 **KEEPALIVES)
+    # Every name the worker sends is schema-qualified; the pin makes a row filter resolve
+    # exactly as it does in the (pinned) trigger function.
+    await conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false), "
+                       "pg_catalog.set_config('lock_timeout', %s, false)", (LOCK_TIMEOUT,))
+    try:
+        register_vector(conn, await vector_oid(conn))
+    except psycopg.errors.UndefinedObject:
+        pass  # no vectorizer can exist without it; the catalog query will say so
+    return conn

@@ -1,0 +1,195 @@
+"""The embedding pipeline for one claimed batch, free of any database or event loop.
+
+The worker (and, inside Postgres, PL/Python) claims rows, hands them here, and writes back
+what comes out: per key, either its new chunks with vectors, or an error to retry or give up
+on. Chunks whose formatted text is unchanged keep their stored vector (content hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .chunking import make_chunker
+from .config import Vectorizer
+from .embedders.base import Embedder
+from .errors import ChunkingError, EmbeddingError
+from .formatting import make_formatter
+
+Key = tuple[Any, ...]
+
+# Backoff after a failed attempt: base * 2^(attempt-1), capped; a provider's Retry-After is
+# a floor.
+RETRY_CAP = 3600.0  # seconds
+
+
+@dataclass
+class SourceRow:
+    """A claimed key and what the claim read of its source row."""
+
+    key: Key
+    lock: int  # the advisory-lock hash, to unlock after the write
+    attempts: int  # how often this key has been claimed, this time included
+    found: bool  # the source row exists
+    match: bool  # and passes the row filter
+    values: Mapping[str, Any]  # the loading column and template columns
+
+
+@dataclass
+class StoredChunk:
+    key: Key
+    seq: int
+    chunk: str
+    vector: np.ndarray
+    digest: bytes
+
+
+@dataclass
+class RowError:
+    key: Key
+    step: str  # chunking, embedding
+    message: str
+    transient: bool
+    retry_after: float | None = None
+
+
+@dataclass
+class BatchResult:
+    """What to write for a batch: chunks of the keys done, and errors of the others."""
+
+    chunks: list[StoredChunk] = field(default_factory=list)
+    # destination_column: the one vector per key done (None: clear it)
+    column_values: list[tuple[Key, np.ndarray | None]] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    done: int = 0  # keys written (embedded, or emptied because the row is gone)
+    embedded: int = 0  # texts sent to the model
+    reused: int = 0  # chunks whose stored vector was kept
+
+
+def digest(text: str) -> bytes:
+    """The content hash stored beside each chunk (of the text the model saw)."""
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+@dataclass
+class _Pending:
+    key: Key
+    chunks: list[str]
+    texts: list[str]
+    digests: list[bytes]
+
+
+class Pipeline:
+    """Chunk, format and embed batches for one vectorizer."""
+
+    def __init__(self, vectorizer: Vectorizer, embedder: Embedder) -> None:
+        self.v = vectorizer
+        self.embedder = embedder
+        self.chunk: Callable[[str], list[str]] = make_chunker(vectorizer.chunking)
+        self.format = make_formatter(vectorizer.formatting, vectorizer.read_columns)
+
+    def run(self, rows: Sequence[SourceRow],
+            existing: Mapping[Key, Mapping[bytes, np.ndarray]] | None = None) -> BatchResult:
+        """Process claimed rows; `existing` maps a key to its stored vectors by content hash."""
+        existing = existing or {}
+        result = BatchResult()
+        pending: list[_Pending] = []
+        for row in rows:
+            text = row.values.get(self.v.loading_column) if row.found and row.match else None
+            if text is None:
+                # Deleted, filtered out, or no text: the key keeps no chunks.
+                self._done(result, row.key, [], [], [], [])
+                continue
+            try:
+                chunks = self.chunk(str(text))
+                texts = [self.format(c, row.values) for c in chunks]
+            except ChunkingError as e:
+                result.errors.append(RowError(row.key, "chunking", str(e), transient=False))
+                continue
+            if self.v.to_column and len(chunks) > 1:
+                result.errors.append(RowError(row.key, "chunking", "destination_column keeps one "
+                                              "embedding per row, but the text gave several chunks",
+                                              transient=False))
+                continue
+            pending.append(_Pending(row.key, chunks, texts, [digest(t) for t in texts]))
+
+        # One model call for every text not already stored under its hash.
+        wanted: dict[bytes, str] = {}
+        for p in pending:
+            known = existing.get(p.key, {})
+            for d, t in zip(p.digests, p.texts, strict=True):
+                if d not in known:
+                    wanted.setdefault(d, t)
+        vectors, failures = embed_isolating(self.embedder, list(wanted.values()))
+        by_digest = dict(zip(wanted, range(len(wanted)), strict=True))
+        result.embedded = len(wanted)
+
+        for p in pending:
+            known = existing.get(p.key, {})
+            vecs: list[np.ndarray] = []
+            error: EmbeddingError | None = None
+            for d in p.digests:
+                if d in known:
+                    vecs.append(known[d])
+                    result.reused += 1
+                    continue
+                i = by_digest[d]
+                if i in failures:
+                    error = failures[i]
+                    break
+                vecs.append(vectors[i])
+            if error is not None:
+                result.errors.append(RowError(p.key, "embedding", str(error), error.transient,
+                                              error.retry_after))
+                continue
+            self._done(result, p.key, p.chunks, p.texts, p.digests, vecs)
+        return result
+
+    def _done(self, result: BatchResult, key: Key, chunks: list[str], texts: list[str],
+              digests: list[bytes], vectors: list[np.ndarray]) -> None:
+        result.done += 1
+        if self.v.to_column:
+            result.column_values.append((key, vectors[0] if vectors else None))
+            return
+        for seq, (chunk, d, vec) in enumerate(zip(chunks, digests, vectors, strict=True)):
+            result.chunks.append(StoredChunk(key, seq, chunk, vec, d))
+
+
+def embed_isolating(embedder: Embedder, texts: list[str]
+                    ) -> tuple[np.ndarray, dict[int, EmbeddingError]]:
+    """Embed texts; when the provider refuses a request, find the texts to blame.
+
+    A refused request (a 4xx) is split in halves until the bad texts stand alone, so one
+    bad row never holds back the rest. A transient failure (timeout, 5xx, 429) fails the
+    whole request: every text is retried later. Returns the vectors (rows of failed texts
+    are zero) and the failures by index.
+    """
+    out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
+    failures: dict[int, EmbeddingError] = {}
+
+    def go(lo: int, hi: int) -> None:
+        if lo >= hi:
+            return
+        try:
+            out[lo:hi] = embedder.embed(texts[lo:hi])
+        except EmbeddingError as e:
+            if e.transient or hi - lo == 1:
+                for i in range(lo, hi):
+                    failures[i] = e
+                return
+            mid = (lo + hi) // 2
+            go(lo, mid)
+            go(mid, hi)
+
+    go(0, len(texts))
+    return out, failures
+
+
+def retry_delay(attempts: int, base: float, hint: float | None = None) -> float:
+    """Seconds to wait before the next attempt at a row that failed `attempts` times."""
+    delay = min(base * 2 ** max(attempts - 1, 0), RETRY_CAP)
+    return max(delay, hint or 0.0)

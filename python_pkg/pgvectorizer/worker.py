@@ -1,0 +1,282 @@
+"""The external worker: drains every vectorizer's queue, then waits for work or the next poll.
+
+Each vectorizer gets `concurrency` runners, each with its own connection (a runner's session
+holds the advisory locks of its batch). The model runs in threads, so the event loop keeps
+claiming and writing for the other runners meanwhile. An error in one vectorizer is recorded
+in ai.vectorizer_errors and never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from .config import Vectorizer
+from .db import queue as db
+from .db.connection import connect
+from .dotenv import load_env
+from .embedders import make_embedder
+from .errors import ConfigError
+from .pipeline import BatchResult, Pipeline, RowError, SourceRow
+from .progress import Progress
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POLL_INTERVAL = timedelta(minutes=5)
+# A batch's lease: after this long a crashed worker's rows may be claimed again. A live
+# worker keeps its keys past it anyway (its session holds their advisory locks).
+DEFAULT_LEASE = 300.0  # seconds
+# First backoff after a failed attempt; it doubles with each attempt.
+DEFAULT_RETRY_BASE = 10.0  # seconds
+# --once shows a progress bar (or progress log lines) from this many pending rows up.
+PROGRESS_MIN_ROWS = 1000
+CHANNEL = "ai_vectorizer"
+LISTEN_RETRY = 10.0  # seconds between attempts to re-open a lost LISTEN connection
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+class Worker:
+    """Processes vectorizers' queues until told to stop (or once, with once=True).
+
+    Use `await worker.run()`; it returns None, or the exception that stopped it.
+    """
+
+    def __init__(self, db_url: str, vectorizer_ids: Sequence[int] | None = None,
+                 poll_interval: timedelta | float = DEFAULT_POLL_INTERVAL,
+                 concurrency: int | None = None, once: bool = False, *,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.db_url = db_url
+        self.vectorizer_ids = list(vectorizer_ids) if vectorizer_ids else None
+        if not isinstance(poll_interval, timedelta):
+            poll_interval = timedelta(seconds=float(poll_interval))
+        self.poll_interval = poll_interval
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"concurrency must be 1 or more, got {concurrency}")
+        self.concurrency = concurrency
+        self.once = once
+        # API keys and knobs: the process environment over ./.env.
+        self.env: Mapping[str, str] = load_env() if env is None else env
+        self.lease = _env_float(self.env, "PGVECTORIZER_LEASE_SECONDS", DEFAULT_LEASE)
+        self.retry_base = _env_float(self.env, "PGVECTORIZER_RETRY_SECONDS", DEFAULT_RETRY_BASE)
+        self._stopping: asyncio.Event | None = None
+        self._wake: dict[int, asyncio.Event] = {}
+        self._catalog_changed: asyncio.Event | None = None
+        self._progress: Progress | None = None
+
+    # --- public API -------------------------------------------------------------------------
+
+    async def run(self) -> Exception | None:
+        """Run until done (once) or until request_graceful_shutdown(); never raises."""
+        self._stopping = asyncio.Event()
+        self._catalog_changed = asyncio.Event()
+        try:
+            if self.once:
+                await self._run_once()
+            else:
+                await self._run_forever()
+        except Exception as e:  # reported to the caller, as the API says
+            logger.exception("worker stopped by an error")
+            return e
+        return None
+
+    async def request_graceful_shutdown(self) -> None:
+        """Finish the batches in hand, then stop."""
+        logger.info("shutting down: finishing the batches in hand")
+        if self._stopping is not None:
+            self._stopping.set()
+        for event in self._wake.values():
+            event.set()
+        if self._catalog_changed is not None:
+            self._catalog_changed.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping is not None and self._stopping.is_set()
+
+    # --- the two modes ----------------------------------------------------------------------
+
+    async def _run_once(self) -> None:
+        vectorizers = await self._vectorizers()
+        total = 0
+        async with await connect(self.db_url, purpose="status") as conn:
+            for v in vectorizers:
+                total += await db.pending(conn, v.id)
+        if total >= PROGRESS_MIN_ROWS:
+            self._progress = Progress("vectorizing", total, stream=sys.stderr)
+        try:
+            await asyncio.gather(*(self._drain(v) for v in vectorizers))
+        finally:
+            if self._progress is not None:
+                self._progress.close()
+                self._progress = None
+
+    async def _run_forever(self) -> None:
+        assert self._stopping is not None and self._catalog_changed is not None
+        listener = asyncio.create_task(self._listen())
+        tasks: dict[int, asyncio.Task[None]] = {}
+        try:
+            while not self.stopping:
+                self._catalog_changed.clear()
+                try:
+                    vectorizers = {v.id: v for v in await self._vectorizers()}
+                except psycopg.OperationalError as e:
+                    logger.error("cannot read the vectorizers: %s", e)
+                    vectorizers = {}
+                for vid, v in vectorizers.items():
+                    if vid not in tasks or tasks[vid].done():
+                        self._wake.setdefault(vid, asyncio.Event())
+                        tasks[vid] = asyncio.create_task(self._serve(v), name=f"vectorizer {vid}")
+                for vid in [vid for vid in tasks if vid not in vectorizers]:
+                    tasks.pop(vid).cancel()  # dropped or disabled
+                    self._wake.pop(vid, None)
+                # A new vectorizer announces itself on the channel with an unknown id.
+                await self._sleep(self._catalog_changed, self.poll_interval.total_seconds())
+        finally:
+            listener.cancel()
+            # Each vectorizer finishes its batch in hand: runners check `stopping`.
+            await asyncio.gather(*tasks.values(), listener, return_exceptions=True)
+
+    async def _serve(self, v: Vectorizer) -> None:
+        """Drain one vectorizer, then wait for a notification or the poll interval; repeat."""
+        wake = self._wake[v.id]
+        while not self.stopping:
+            wake.clear()
+            await self._drain(v)
+            await self._sleep(wake, self.poll_interval.total_seconds())
+
+    async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
+        assert self._stopping is not None
+        waits = [asyncio.create_task(event.wait()), asyncio.create_task(self._stopping.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _listen(self) -> None:
+        """LISTEN for the source triggers' notifications and wake the vectorizer named."""
+        while not self.stopping:
+            try:
+                async with await connect(self.db_url, purpose="listen") as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    async for note in conn.notifies():
+                        try:
+                            vid = int(note.payload)
+                        except ValueError:
+                            continue
+                        event = self._wake.get(vid)
+                        if event is not None:
+                            event.set()
+                        elif self._catalog_changed is not None:
+                            self._catalog_changed.set()
+            except psycopg.Error as e:
+                logger.warning("LISTEN connection lost (%s); polling until it is back", e)
+                await asyncio.sleep(LISTEN_RETRY)
+
+    async def _vectorizers(self) -> list[Vectorizer]:
+        async with await connect(self.db_url, purpose="catalog") as conn:
+            rows = await db.load_vectorizers(conn, self.vectorizer_ids)
+        if self.vectorizer_ids:
+            missing = sorted(set(self.vectorizer_ids) - {r["id"] for r in rows})
+            if missing:
+                logger.error("no vectorizer with id %s", ", ".join(map(str, missing)))
+        out = []
+        for row in rows:
+            if row["disabled"]:
+                logger.debug("vectorizer %s is disabled; skipping it", row["name"])
+                continue
+            try:
+                out.append(Vectorizer.from_row(row))
+            except ConfigError as e:
+                logger.error("%s", e)
+        return out
+
+    # --- one vectorizer ---------------------------------------------------------------------
+
+    async def _drain(self, v: Vectorizer) -> None:
+        """Process v's queue until nothing is left to claim; errors are recorded, not raised."""
+        try:
+            embedder = await asyncio.to_thread(make_embedder, v.embedding, self.env)
+            pipeline = Pipeline(v, embedder)
+        except ConfigError as e:
+            await self._record(v, f"configuration: {e}")
+            return
+        stop = asyncio.Event()  # set by a runner that meets a configuration error
+        try:
+            n = self.concurrency or v.concurrency
+            await asyncio.gather(*(self._runner(v, pipeline, stop) for _ in range(n)))
+        finally:
+            embedder.close()
+
+    async def _runner(self, v: Vectorizer, pipeline: Pipeline, stop: asyncio.Event) -> None:
+        try:
+            session = await db.QueueSession.open(self.db_url, v, lease=self.lease,
+                                                 retry_base=self.retry_base)
+        except psycopg.Error as e:
+            await self._record(v, f"cannot open the queue: {e}")
+            return
+        try:
+            while not self.stopping and not stop.is_set():
+                token, rows = await session.claim(v.batch_size)
+                if not rows:
+                    return
+                try:
+                    await self._batch(session, pipeline, token, rows)
+                except ConfigError as e:
+                    stop.set()
+                    await session.release(token)
+                    await self._record(v, f"configuration: {e}")
+                finally:
+                    await session.unlock([r.lock for r in rows])
+                if self._progress is not None:
+                    self._progress.update(len(rows))
+        except psycopg.Error as e:
+            # The session (and with it the batch's locks) may be gone: its rows come back
+            # when their lease ends.
+            logger.error("vectorizer %s: database error: %s", v.name, e)
+            await self._record(v, f"database: {e}")
+        finally:
+            await session.close()
+
+    async def _batch(self, session: db.QueueSession, pipeline: Pipeline, token: Any,
+                     rows: list[SourceRow]) -> None:
+        existing = await session.existing(token)
+        try:
+            result = await asyncio.to_thread(pipeline.run, rows, existing)
+        except ConfigError:
+            raise
+        except Exception as e:  # a bug must not lose rows or spin: retry later
+            logger.exception("vectorizer %s: the pipeline failed", session.v.name)
+            result = BatchResult(errors=[RowError(r.key, "pipeline", repr(e), transient=True)
+                                         for r in rows])
+        await session.write(token, rows, result)
+        logger.debug("vectorizer %s: %d rows done, %d errors, %d texts embedded, %d reused",
+                     session.v.name, result.done, len(result.errors), result.embedded, result.reused)
+        for err in result.errors[:1]:
+            logger.warning("vectorizer %s: %s failed for %d row(s): %s", session.v.name, err.step,
+                           len(result.errors), err.message)
+
+    async def _record(self, v: Vectorizer, message: str) -> None:
+        logger.error("vectorizer %s: %s", v.name, message)
+        with contextlib.suppress(psycopg.Error):
+            async with await connect(self.db_url, purpose="errors") as conn:
+                await db.record_error(conn, v.id, message)
