@@ -124,7 +124,12 @@ class Pipeline:
             for d, t in zip(p.digests, p.texts, strict=True):
                 if d not in known:
                     wanted.setdefault(d, t)
-        vectors, failures = embed_isolating(self.embedder, list(wanted.values()))
+        # A transient failure on a retried batch may be one text's fault (a server that
+        # crashes on it): split then, but not on a first attempt, so that a provider's outage
+        # costs one request per batch.
+        retried = any(r.attempts > 1 for r in rows)
+        vectors, failures = embed_isolating(self.embedder, list(wanted.values()),
+                                            split_transient=retried)
         by_digest = dict(zip(wanted, range(len(wanted)), strict=True))
         result.embedded = len(wanted)
 
@@ -159,14 +164,14 @@ class Pipeline:
             result.chunks.append(StoredChunk(key, seq, chunk, vec, d))
 
 
-def embed_isolating(embedder: Embedder, texts: list[str]
+def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bool = False
                     ) -> tuple[np.ndarray, dict[int, EmbeddingError]]:
     """Embed texts; when the provider refuses a request, find the texts to blame.
 
     A refused request (a 4xx) is split in halves until the bad texts stand alone, so one
     bad row never holds back the rest. A transient failure (timeout, 5xx, 429) fails the
-    whole request: every text is retried later. Returns the vectors (rows of failed texts
-    are zero) and the failures by index.
+    whole request, unless split_transient. Returns the vectors (rows of failed texts are
+    zero) and the failures by index.
     """
     out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
     failures: dict[int, EmbeddingError] = {}
@@ -177,7 +182,7 @@ def embed_isolating(embedder: Embedder, texts: list[str]
         try:
             out[lo:hi] = embedder.embed(texts[lo:hi])
         except EmbeddingError as e:
-            if e.transient or hi - lo == 1:
+            if (e.transient and not split_transient) or hi - lo == 1:
                 for i in range(lo, hi):
                     failures[i] = e
                 return

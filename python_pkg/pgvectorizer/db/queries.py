@@ -57,6 +57,7 @@ class Queries:
     retry: sql.Composed = field(init=False)
     give_up: sql.Composed = field(init=False)
     delete_chunks: sql.Composed = field(init=False)
+    clear_failed: sql.Composed = field(init=False)
     copy_chunks: sql.Composed = field(init=False)
     set_column: sql.Composed = field(init=False)
     ack: sql.Composed = field(init=False)
@@ -120,12 +121,20 @@ SELECT {l_pk}, l._ai_lock, a._ai_attempts, s._ai_found, s._ai_match, {s_reads}
             "OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => %s) "
             "WHERE claimed_by = %s AND {key}").format(queue=queue, key=_key_params(pk)))
 
-        # Positional: step, error, token, key values. To the failed-items table.
+        # Positional: token, key values, step, error. To the failed-items table, which keeps
+        # one row per key: the latest failure.
         set_(self, "give_up", sql.SQL(
-            "WITH gone AS (DELETE FROM {queue} WHERE claimed_by = %s AND {key} RETURNING {pk}, attempts) "
+            "WITH gone AS (DELETE FROM {queue} WHERE claimed_by = %s AND {key} RETURNING {pk}, attempts), "
+            "old AS (DELETE FROM {failed} AS f WHERE ({f_pk}) IN (SELECT {pk} FROM gone)) "
             "INSERT INTO {failed} ({pk}, attempts, failure_step, error) "
             "SELECT {pk}, max(attempts), %s, %s FROM gone GROUP BY {pk}").format(
-                queue=queue, key=_key_params(pk), pk=_ids(pk), failed=failed))
+                queue=queue, key=_key_params(pk), pk=_ids(pk), failed=failed, f_pk=_ids(pk, "f")))
+
+        # %(token)s. A key done is no longer a failed item.
+        set_(self, "clear_failed", sql.SQL(
+            "DELETE FROM {failed} AS f WHERE ({f_pk}) IN "
+            "(SELECT {pk} FROM {queue} WHERE claimed_by = %(token)s)").format(
+                failed=failed, f_pk=_ids(pk, "f"), pk=_ids(pk), queue=queue))
 
         # %(token)s. The old chunks of every key this batch still holds.
         set_(self, "delete_chunks", sql.SQL(

@@ -102,7 +102,8 @@ class QueueSession:
         attempts = {r.key: r.attempts for r in rows}
         async with self.conn.transaction(), self.conn.cursor() as cur:
             for err in result.errors:
-                if err.transient and attempts[err.key] < self.v.max_attempts:
+                # A provider may recover; a text that cannot be chunked will not.
+                if err.step != "chunking" and attempts[err.key] < self.v.max_attempts:
                     delay = retry_delay(attempts[err.key], self.retry_base, err.retry_after)
                     await cur.execute(self.q.retry, (delay, token, *err.key))
                 else:
@@ -115,6 +116,7 @@ class QueueSession:
                 await cur.execute(self.q.delete_chunks, {"token": token})
                 if result.chunks:
                     await self._copy(cur, result)
+            await cur.execute(self.q.clear_failed, {"token": token})
             await cur.execute(self.q.ack, {"token": token})
             if result.done:
                 await cur.execute(queries.RECORD_SUCCESS, (self.v.id, result.done))

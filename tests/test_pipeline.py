@@ -1,0 +1,129 @@
+"""The pipeline alone: chunks, reuse, deleted and filtered rows, and isolating bad texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pgvectorizer.config import Vectorizer
+from pgvectorizer.errors import EmbeddingError
+from pgvectorizer.pipeline import Pipeline, SourceRow, digest, embed_isolating, retry_delay
+
+
+class FakeEmbedder:
+    """Vectors from text lengths; refuses texts containing BAD, times out on SLOW."""
+
+    dimensions = 3
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        if any("SLOW" in t for t in texts):
+            raise EmbeddingError("timed out", transient=True)
+        if any("BAD" in t for t in texts):
+            raise EmbeddingError("input rejected", transient=False, status=400)
+        return np.array([[len(t), 1, 0] for t in texts], dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def vectorizer(**config: Any) -> Vectorizer:
+    base: dict[str, Any] = {
+        "loading": {"implementation": "column", "column_name": "body", "retries": 2},
+        "embedding": {"implementation": "openai", "model": "m", "dimensions": 3},
+        "chunking": {"implementation": "character_text_splitter", "chunk_size": 10,
+                     "chunk_overlap": 0, "separator": " ", "is_separator_regex": False},
+        "formatting": {"implementation": "python_template", "template": "$title: $chunk"},
+        "destination": {"implementation": "table", "target_schema": "public",
+                        "target_table": "t_store"},
+        "template_columns": ["title"],
+    }
+    base.update(config)
+    return Vectorizer(id=1, name="v", source_schema="public", source_table="t", pk=("id",),
+                      queue_schema="ai", queue_table="q", failed_table="f", config=base)
+
+
+def row(key: int, body: str | None, *, title: str = "T", found: bool = True,
+        match: bool = True, attempts: int = 1) -> SourceRow:
+    return SourceRow((key,), lock=key, attempts=attempts, found=found, match=match,
+                     values={"body": body, "title": title})
+
+
+def test_chunks_are_formatted_and_embedded() -> None:
+    emb = FakeEmbedder()
+    result = Pipeline(vectorizer(), emb).run([row(1, "aaaa bbbb cccc")])
+    assert [(c.key, c.seq, c.chunk) for c in result.chunks] == [((1,), 0, "aaaa bbbb"), ((1,), 1, "cccc")]
+    assert emb.calls == [["T: aaaa bbbb", "T: cccc"]]
+    assert result.chunks[0].digest == digest("T: aaaa bbbb")
+    assert result.chunks[0].vector[0] == len("T: aaaa bbbb")
+    assert result.done == 1 and result.embedded == 2 and result.reused == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"found": False}, {"match": False}, {"body": None}])
+def test_gone_filtered_or_empty_rows_keep_no_chunks(kwargs: dict[str, Any]) -> None:
+    emb = FakeEmbedder()
+    body = kwargs.pop("body", "some text")
+    result = Pipeline(vectorizer(), emb).run([row(1, body, **kwargs)])
+    assert result.chunks == [] and result.done == 1 and result.errors == []
+    assert emb.calls in ([], [[]])
+
+
+def test_unchanged_chunk_keeps_its_vector() -> None:
+    emb = FakeEmbedder()
+    kept = np.array([9, 9, 9], dtype=np.float32)
+    existing = {(1,): {digest("T: aaaa bbbb"): kept}}
+    result = Pipeline(vectorizer(), emb).run([row(1, "aaaa bbbb dddd")], existing)
+    assert emb.calls == [["T: dddd"]]
+    assert np.array_equal(result.chunks[0].vector, kept)
+    assert result.reused == 1 and result.embedded == 1
+
+
+def test_a_changed_template_column_embeds_again() -> None:
+    emb = FakeEmbedder()
+    existing = {(1,): {digest("T: aaaa"): np.zeros(3, dtype=np.float32)}}
+    Pipeline(vectorizer(), emb).run([row(1, "aaaa", title="New")], existing)
+    assert emb.calls == [["New: aaaa"]]
+
+
+def test_one_refused_text_does_not_hold_back_the_others() -> None:
+    emb = FakeEmbedder()
+    result = Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "BAD"), row(3, "fine")])
+    assert sorted(c.key for c in result.chunks) == [(1,), (3,)]
+    [err] = result.errors
+    assert err.key == (2,) and err.step == "embedding" and "input rejected" in err.message
+    assert not err.transient
+
+
+def test_transient_failure_fails_the_batch_first_then_splits_on_retry() -> None:
+    emb = FakeEmbedder()
+    first = Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "SLOW")])
+    assert {e.key for e in first.errors} == {(1,), (2,)} and len(emb.calls) == 1
+    retry = Pipeline(vectorizer(), emb).run([row(1, "good", attempts=2), row(2, "SLOW", attempts=2)])
+    assert [e.key for e in retry.errors] == [(2,)] and [c.key for c in retry.chunks] == [(1,)]
+
+
+def test_destination_column_wants_one_chunk() -> None:
+    v = vectorizer(chunking={"implementation": "none"},
+                   destination={"implementation": "column", "embedding_column": "emb"})
+    result = Pipeline(v, FakeEmbedder()).run([row(1, "one text"), row(2, None, found=False)])
+    assert sorted((k, None if vec is None else float(vec[0])) for k, vec in result.column_values) == [
+        ((1,), float(len("T: one text"))), ((2,), None)]
+
+
+def test_embed_isolating_finds_every_bad_text() -> None:
+    texts = ["a", "BAD1", "b", "c", "BAD2", "d"]
+    vectors, failures = embed_isolating(FakeEmbedder(), texts)
+    assert sorted(failures) == [1, 4]
+    assert [vectors[i][0] for i in (0, 2, 3, 5)] == [1, 1, 1, 1]
+
+
+def test_retry_delay_doubles_and_respects_hints() -> None:
+    assert [retry_delay(n, 10) for n in (1, 2, 3)] == [10, 20, 40]
+    assert retry_delay(30, 10) == 3600
+    assert retry_delay(1, 10, hint=25) == 25

@@ -1,0 +1,198 @@
+"""The worker against real Postgres and a fake OpenAI-compatible server on loopback.
+
+The fake server's vector for a text is a function of the text alone (fake_vector), so a
+stored vector shows exactly which text was embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import psycopg
+import pytest
+
+from pgvectorizer.worker import Worker
+
+from .conftest import DIMS, PGHOST, PGPORT, PGUSER, Connector, create_vectorizer, failed_rows, queued, rows, scalar
+from .fake_openai import fake_stats, fake_vector, start_fake_server
+
+
+@pytest.fixture(scope="module")
+def fake_url() -> Iterator[str]:
+    url, stop = start_fake_server(dimensions=DIMS)
+    yield url
+    stop()
+
+
+def dsn(db: psycopg.Connection) -> str:
+    return f"host={PGHOST} port={PGPORT} dbname={db.info.dbname} user={PGUSER}"
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {"OPENAI_API_KEY": "test-key", "PGVECTORIZER_RETRY_SECONDS": "0",
+            "PGVECTORIZER_HTTP_TIMEOUT": "2", **extra}
+
+
+def run_once(db: psycopg.Connection, *ids: int, **extra: str) -> None:
+    worker = Worker(dsn(db), vectorizer_ids=list(ids) or None, once=True, env=env(**extra))
+    assert asyncio.run(worker.run()) is None
+
+
+def openai(url: str, **kw: str) -> str:
+    args = "".join(f", {k} => {v}" for k, v in kw.items())
+    return f"ai.embedding_openai('text-embedding-3-small', {DIMS}, base_url => '{url}'{args})"
+
+
+def stored(db: psycopg.Connection, table: str = "doc_embedding_store") -> dict[int, list[tuple[str, list[float]]]]:
+    out: dict[int, list[tuple[str, list[float]]]] = {}
+    for key, chunk, emb in rows(db, f"SELECT id, chunk, embedding::text FROM {table} ORDER BY id, chunk_seq"):
+        out.setdefault(key, []).append((chunk, [float(x) for x in emb.strip("[]").split(",")]))
+    return out
+
+
+def assert_vector_of(vec: list[float], text: str) -> None:
+    assert np.allclose(vec, fake_vector(text, DIMS), atol=1e-6), f"not the vector of {text!r}"
+
+
+@pytest.fixture
+def doc(db: psycopg.Connection, fake_url: str) -> int:
+    db.execute("CREATE TABLE doc (id int PRIMARY KEY, title text, body text, published bool DEFAULT true)")
+    return create_vectorizer(db, "doc", embedding=openai(fake_url),
+                             formatting="ai.formatting_python_template('$title: $chunk')",
+                             chunking="ai.chunking_character_text_splitter(20, 0, ' ')",
+                             row_filter="published")
+
+
+def test_insert_update_delete_and_filter_reach_the_store(db: psycopg.Connection, doc: int) -> None:
+    db.execute("INSERT INTO doc VALUES (1, 'A', 'alpha beta', true), (2, 'B', 'gamma', true), (3, 'C', 'delta', false)")
+    run_once(db)
+    assert {k: [c for c, _ in v] for k, v in stored(db).items()} == {1: ["alpha beta"], 2: ["gamma"]}
+    assert_vector_of(stored(db)[1][0][1], "A: alpha beta")
+    assert queued(db, doc) == set()
+
+    db.execute("UPDATE doc SET body = 'alpha beta and a much longer tail' WHERE id = 1")
+    db.execute("UPDATE doc SET published = false WHERE id = 2")
+    db.execute("UPDATE doc SET published = true WHERE id = 3")
+    run_once(db)
+    got = stored(db)
+    assert sorted(got) == [1, 3]
+    assert [c for c, _ in got[1]] == ["alpha beta and a", "much longer tail"]
+    for chunk, vec in got[1]:
+        assert_vector_of(vec, f"A: {chunk}")
+    assert_vector_of(got[3][0][1], "C: delta")
+
+    db.execute("DELETE FROM doc WHERE id = 1")
+    db.execute("UPDATE doc SET title = 'New' WHERE id = 3")
+    run_once(db)
+    got = stored(db)
+    assert sorted(got) == [3]
+    assert_vector_of(got[3][0][1], "New: delta")
+    progress = scalar(db, "SELECT success_count FROM ai._vectorizer_worker_progress WHERE vectorizer_id = %s", (doc,))
+    assert progress == 2 + 3 + 2
+    assert scalar(db, "SELECT pending_items FROM ai.vectorizer_status WHERE id = %s", (doc,)) == 0
+
+
+def test_unchanged_chunks_are_not_embedded_again(db: psycopg.Connection, doc: int, fake_url: str) -> None:
+    db.execute("INSERT INTO doc VALUES (1, 'A', 'one two three four five six seven eight nine ten')")
+    run_once(db)
+    before = fake_stats(fake_url)["texts"]
+    db.execute("UPDATE doc SET body = 'one two three four five six seven eight nine CHANGED' WHERE id = 1")
+    run_once(db)
+    assert fake_stats(fake_url)["texts"] - before == 1
+    for chunk, vec in stored(db)[1]:
+        assert_vector_of(vec, f"A: {chunk}")
+
+
+def test_destination_column_and_composite_key(db: psycopg.Connection, fake_url: str) -> None:
+    db.execute("CREATE TABLE note (tenant text, id int, txt text, PRIMARY KEY (tenant, id))")
+    vid = create_vectorizer(db, "note", "txt", embedding=openai(fake_url),
+                            destination="ai.destination_column('emb')", chunking="ai.chunking_none()")
+    db.execute("INSERT INTO note VALUES ('x', 1, 'first'), ('y', 1, 'second'), ('y', 2, NULL)")
+    run_once(db)
+    got = {(t, i): e for t, i, e in rows(db, "SELECT tenant, id, emb::text FROM note")}
+    assert got[("y", 2)] is None
+    assert_vector_of([float(x) for x in got[("x", 1)].strip("[]").split(",")], "first")
+    assert_vector_of([float(x) for x in got[("y", 1)].strip("[]").split(",")], "second")
+    db.execute("UPDATE note SET txt = NULL WHERE tenant = 'x'")
+    run_once(db)
+    assert scalar(db, "SELECT emb FROM note WHERE tenant = 'x'") is None
+    assert queued(db, vid) == set()
+
+
+def test_provider_errors_retry_then_fail_while_others_proceed(db: psycopg.Connection, fake_url: str) -> None:
+    db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
+    vid = create_vectorizer(db, "doc", embedding=openai(fake_url), loading="ai.loading_column('body', retries => 2)")
+    db.execute("INSERT INTO doc VALUES (1, 'fine'), (2, 'FAIL400 bad input'), (3, 'also fine'), "
+               "(4, 'FAIL500 crashes the server'), (5, 'fine again')")
+    run_once(db)
+    assert sorted(stored(db)) == [1, 3, 5]
+    assert failed_rows(db, vid) == [2, 4]
+    failed = rows(db, "SELECT id, attempts, failure_step, error FROM ai._vectorizer_q_failed_1 ORDER BY id")
+    assert [(i, a, s) for i, a, s, _ in failed] == [(2, 3, "embedding"), (4, 3, "embedding")]
+    assert "FAIL400" in failed[0][3] or "400" in failed[0][3]
+    assert queued(db, vid) == set()
+    errors = [m for (m,) in rows(db, "SELECT message FROM ai.vectorizer_errors WHERE id = %s", (vid,))]
+    assert errors and all(m.startswith("embedding: ") for m in errors)
+    # A row that later gets good text is tried again.
+    db.execute("UPDATE doc SET body = 'repaired' WHERE id = 2")
+    run_once(db)
+    assert sorted(stored(db)) == [1, 2, 3, 5]
+    assert failed_rows(db, vid) == [4]
+
+
+def test_missing_api_key_stops_only_its_vectorizer(db: psycopg.Connection, fake_url: str) -> None:
+    db.execute("CREATE TABLE a (id int PRIMARY KEY, body text)")
+    db.execute("CREATE TABLE b (id int PRIMARY KEY, body text)")
+    bad = create_vectorizer(db, "a", embedding="ai.embedding_openai('text-embedding-3-small', 4, "
+                                                "api_key_name => 'PGVT_MISSING_KEY')")
+    good = create_vectorizer(db, "b", embedding=openai(fake_url))
+    db.execute("INSERT INTO a VALUES (1, 'x')")
+    db.execute("INSERT INTO b VALUES (1, 'y')")
+    run_once(db)
+    assert scalar(db, "SELECT count(*) FROM b_embedding_store") == 1
+    assert queued(db, bad) == {1}
+    assert scalar(db, "SELECT attempts FROM ai._vectorizer_q_1") == 0
+    [message] = [m for (m,) in rows(db, "SELECT message FROM ai.vectorizer_errors WHERE id = %s", (bad,))]
+    assert "PGVT_MISSING_KEY" in message
+    assert queued(db, good) == set()
+
+
+def test_a_hanging_provider_times_out_and_blocks_no_writer(db: psycopg.Connection, fake_url: str,
+                                                           connect: Connector) -> None:
+    db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
+    vid = create_vectorizer(db, "doc", embedding=openai(fake_url), loading="ai.loading_column('body', retries => 0)")
+    db.execute("INSERT INTO doc VALUES (1, 'SLOWHANG forever'), (2, 'other')")
+    done = threading.Event()
+    def work() -> None:
+        run_once(db, PGVECTORIZER_HTTP_TIMEOUT="3")
+        done.set()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    time.sleep(1.0)
+    # While the provider hangs the worker holds no transaction: writers go straight through.
+    writer = connect(lock_timeout="500ms")
+    writer.execute("UPDATE doc SET body = 'SLOWHANG edited' WHERE id = 1")
+    writer.execute("DELETE FROM doc WHERE id = 2")
+    assert scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND state = 'idle in transaction'") == 0
+    thread.join(30)
+    assert done.is_set()
+    # The hanging batch failed after the timeout (no retries configured), then the edits
+    # queued meanwhile were processed: the deleted row left nothing behind.
+    assert failed_rows(db, vid) == [1] and queued(db, vid) == set()
+    assert scalar(db, "SELECT count(*) FROM doc_embedding_store") == 0
+
+
+def test_disabled_vectorizer_is_skipped(db: psycopg.Connection, doc: int) -> None:
+    db.execute("SELECT ai.disable_vectorizer_schedule(%s)", (doc,))
+    db.execute("INSERT INTO doc VALUES (1, 'A', 'x')")
+    run_once(db)
+    assert queued(db, doc) == {1}
+    db.execute("SELECT ai.enable_vectorizer_schedule(%s)", (doc,))
+    run_once(db)
+    assert queued(db, doc) == set()
