@@ -1,0 +1,98 @@
+"""Two workers with the real all-MiniLM-L6-v2 on CPU while writers keep changing the rows.
+
+At the end every stored vector must be the model's vector for the row's current chunk text,
+and no chunk of an older text may remain. Both workers run in this process (in threads with
+their own event loops and connections) so the model is loaded once per test session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import numpy as np
+import psycopg
+import pytest
+
+from pgvectorizer.chunking import make_chunker
+from pgvectorizer.embedders.sentence_transformers import load_model
+from pgvectorizer.worker import Worker
+
+from .conftest import Connector, create_vectorizer, queued, rows, vectorizer
+from .test_worker import dsn
+
+WORDS = ["database", "vector", "search", "embedding", "queue", "worker", "row", "update",
+         "postgres", "model", "chunk", "index", "query", "text", "fast", "safe"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_two_workers_and_writers_end_with_the_models_vectors(db: psycopg.Connection,
+                                                             connect: Connector) -> None:
+    db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
+    vid = create_vectorizer(db, "doc", embedding="ai.embedding_sentence_transformers('all-MiniLM-L6-v2')",
+                            chunking="ai.chunking_recursive_character_text_splitter(60, 10)",
+                            processing="ai.processing_default(batch_size => 3)")
+    db.execute("INSERT INTO doc SELECT g, 'the first text of row ' || g FROM generate_series(1, 8) g")
+    config = vectorizer(db, vid)["config"]
+    model = load_model(config["embedding"])
+
+    stop = threading.Event()
+    failures: list[object] = []
+
+    def work() -> None:
+        # Each pass drains what it can claim; two of these race on the same queue.
+        while True:
+            last = stop.is_set()
+            worker = Worker(dsn(db), once=True, env={"PGVECTORIZER_RETRY_SECONDS": "0"})
+            result = asyncio.run(worker.run())
+            if result is not None:
+                failures.append(result)
+            if last:
+                return
+            time.sleep(0.05)
+
+    def write(seed: int) -> None:
+        rnd = random.Random(seed)
+        conn = connect()
+        for n in range(12):
+            key = rnd.randint(1, 10)
+            if rnd.random() < 0.2:
+                conn.execute("DELETE FROM doc WHERE id = %s", (key,))
+            else:
+                text = f"version {seed}.{n}: " + " ".join(rnd.choices(WORDS, k=rnd.randint(2, 18)))
+                conn.execute("INSERT INTO doc VALUES (%s, %s) ON CONFLICT (id) DO UPDATE "
+                             "SET body = excluded.body", (key, text))
+            time.sleep(0.15)
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    writers = [threading.Thread(target=write, args=(s,)) for s in range(2)]
+    for t in workers + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in workers:
+        t.join(120)
+    assert not failures
+    assert queued(db, vid) == set()
+
+    chunker = make_chunker(config["chunking"])
+    current = dict(rows(db, "SELECT id, body FROM doc"))
+    stored: dict[int, list[tuple[str, str]]] = {}
+    for key, chunk, emb in rows(db, "SELECT id, chunk, embedding::text FROM doc_embedding_store ORDER BY id, chunk_seq"):
+        stored.setdefault(key, []).append((chunk, emb))
+    assert sorted(stored) == sorted(current)
+    chunks = [c for key in sorted(current) for c, _ in stored[key]]
+    for key, body in current.items():
+        assert [c for c, _ in stored[key]] == chunker(body), f"row {key} keeps chunks of an older text"
+    expected = model.encode(chunks, normalize_embeddings=True, convert_to_numpy=True)
+    got = np.array([[float(x) for x in e.strip("[]").split(",")]
+                    for key in sorted(current) for _, e in stored[key]], dtype=np.float32)
+    cosine = (got * expected).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+    assert cosine.min() > 0.9999, list(zip(chunks, cosine, strict=True))
