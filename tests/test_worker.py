@@ -14,10 +14,20 @@ from collections.abc import Iterator
 import numpy as np
 import psycopg
 import pytest
-
 from pgvectorizer.worker import Worker
 
-from .conftest import DIMS, PGHOST, PGPORT, PGUSER, Connector, create_vectorizer, failed_rows, queued, rows, scalar
+from .conftest import (
+    DIMS,
+    PGHOST,
+    PGPORT,
+    PGUSER,
+    Connector,
+    create_vectorizer,
+    failed_rows,
+    queued,
+    rows,
+    scalar,
+)
 from .fake_openai import fake_stats, fake_vector, start_fake_server
 
 

@@ -15,7 +15,6 @@ import time
 import numpy as np
 import psycopg
 import pytest
-
 from pgvectorizer.chunking import make_chunker
 from pgvectorizer.embedders.sentence_transformers import load_model
 from pgvectorizer.worker import Worker

@@ -13,10 +13,17 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-
 from pgvectorizer.chunking import make_chunker
 
-from .conftest import DIMS, Connector, create_vectorizer, queued, rows, scalar, vectorizer
+from .conftest import (
+    DIMS,
+    Connector,
+    create_vectorizer,
+    queued,
+    rows,
+    scalar,
+    vectorizer,
+)
 from .fake_openai import start_fake_server
 from .test_worker import assert_vector_of, dsn, openai, stored
 
@@ -149,7 +156,7 @@ def test_two_workers_and_concurrent_writers_end_consistent(db: psycopg.Connectio
                 else:
                     conn.execute("INSERT INTO doc VALUES (%s, %s) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
                                  (key, f"v{seed}.{n} {words}"))
-        except BaseException as e:  # reported below
+        except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
         finally:
             conn.close()

@@ -1,0 +1,62 @@
+"""Embedders: turn texts into vectors with OpenAI(-compatible) servers, Ollama or a local model.
+
+make_embedder picks one from a vectorizer's embedding config (the jsonb that ai.embedding_openai,
+ai.embedding_ollama and ai.embedding_sentence_transformers build).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pgvectorizer.embedders.base import Embedder
+from pgvectorizer.errors import ConfigError
+
+__all__ = ["IMPLEMENTATIONS", "Embedder", "config_dimensions", "config_str", "make_embedder"]
+
+IMPLEMENTATIONS = ("openai", "ollama", "sentence_transformers")
+
+
+def make_embedder(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Embedder:
+    """The embedder for an embedding config; env defaults to os.environ over a ./.env file.
+
+    Raises ConfigError (ApiKeyMissing among them) when the config cannot work.
+    """
+    if env is None:
+        from pgvectorizer.dotenv import load_env
+        env = load_env()
+    implementation = config.get("implementation")
+    # Imported here so that an OpenAI-only worker never imports torch.
+    if implementation == "openai":
+        from pgvectorizer.embedders.openai import OpenAIEmbedder
+        return OpenAIEmbedder(config, env)
+    if implementation == "ollama":
+        from pgvectorizer.embedders.ollama import OllamaEmbedder
+        return OllamaEmbedder(config, env)
+    if implementation == "sentence_transformers":
+        from pgvectorizer.embedders.sentence_transformers import (
+            SentenceTransformersEmbedder,
+        )
+        return SentenceTransformersEmbedder(config)
+    raise ConfigError(f"unknown embedding implementation {implementation!r}; expected one of "
+                      f"{', '.join(IMPLEMENTATIONS)}")
+
+
+def config_str(config: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    """config[key] as a non-empty string, else default; ConfigError when neither exists."""
+    value = config.get(key)
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise ConfigError(f"embedding config ({config.get('implementation')}) lacks {key!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"embedding config: {key} must be a string, got {value!r}")
+    return value
+
+
+def config_dimensions(config: Mapping[str, Any]) -> int:
+    """config["dimensions"] as a positive int (the store column's vector size)."""
+    value = config.get("dimensions")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"embedding config: dimensions must be a positive integer, got {value!r}")
+    return value

@@ -1,0 +1,169 @@
+"""What the HTTP embedders share: timeouts, one POST with 429 handling, and error classification.
+
+Every failure becomes an errors.EmbeddingError whose `transient` flag tells the worker whether
+the same texts are worth sending again later (timeouts, 5xx, 429, lost connections) or whether
+the request itself was refused (other 4xx).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from pgvectorizer.errors import ConfigError, EmbeddingError
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_ENV = "PGVECTORIZER_HTTP_TIMEOUT"
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection
+DEFAULT_TIMEOUT = 60.0  # seconds to wait for a response (each read, write and pool wait)
+
+RATE_LIMIT_TRIES = 3  # requests sent in all when the server keeps answering 429
+RATE_LIMIT_MAX_WAIT = 60.0  # seconds slept in all on 429s within one call
+RATE_LIMIT_FIRST_WAIT = 1.0  # seconds slept after a 429 without Retry-After; doubles each time
+
+# Enough for the worker's threads to each keep a connection open to one provider.
+MAX_CONNECTIONS = 32
+
+
+def timeout_from_env(env: Mapping[str, str]) -> httpx.Timeout:
+    """Connect within 10 s; wait PGVECTORIZER_HTTP_TIMEOUT seconds (default 60) for the rest."""
+    raw = env.get(TIMEOUT_ENV)
+    seconds = DEFAULT_TIMEOUT
+    if raw:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds, got {raw!r}") from None
+        if seconds <= 0:
+            raise ConfigError(f"{TIMEOUT_ENV} must be positive, got {raw!r}")
+    return httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
+
+
+def make_client(env: Mapping[str, str], headers: Mapping[str, str] | None = None) -> httpx.Client:
+    """A thread-safe client with a shared connection pool and the configured timeouts."""
+    limits = httpx.Limits(max_connections=MAX_CONNECTIONS,
+                          max_keepalive_connections=MAX_CONNECTIONS)
+    return httpx.Client(timeout=timeout_from_env(env), limits=limits, headers=dict(headers or {}))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT; a date without a zone is read as such
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def server_message(response: httpx.Response) -> str:
+    """The server's own words: OpenAI's {"error": {"message"}}, Ollama's {"error": "..."}, or
+    the body as text."""
+    text = response.text
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+    return text.strip()[:500]
+
+
+# Builds the message of a non-transient 4xx error: (status, server message) -> message.
+Refusal = Callable[[int, str], str]
+
+
+def post_json(client: httpx.Client, url: str, payload: Mapping[str, Any], *, what: str,
+              refusal: Refusal, sleep: Callable[[float], None] = time.sleep) -> Any:
+    """POST payload as JSON and return the decoded JSON answer.
+
+    `what` names the provider in messages ("model text-embedding-3-small at https://...").
+    429s are retried here after Retry-After, within RATE_LIMIT_TRIES and RATE_LIMIT_MAX_WAIT.
+    """
+    # ensure_ascii=False sends UTF-8 as is: shorter bodies for non-English text.
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    headers = {"Content-Type": "application/json"}
+    waited = 0.0
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = client.post(url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise EmbeddingError(f"{what}: no answer from {url} within the timeout "
+                                 f"({type(exc).__name__}; set {TIMEOUT_ENV} to change it)",
+                                 transient=True) from exc
+        except httpx.HTTPError as exc:
+            raise EmbeddingError(f"{what}: request to {url} failed: {exc!r}",
+                                 transient=True) from exc
+        status = response.status_code
+        if status == 429:
+            hint = parse_retry_after(response.headers.get("retry-after"))
+            wait = hint if hint is not None else RATE_LIMIT_FIRST_WAIT * 2 ** (attempt - 1)
+            if attempt == RATE_LIMIT_TRIES or waited + wait > RATE_LIMIT_MAX_WAIT:
+                raise EmbeddingError(
+                    f"{what}: rate limited by {url} ({server_message(response)}); "
+                    f"gave up after {attempt} request(s) and {waited:.1f} s of waiting",
+                    transient=True, status=429, retry_after=wait)
+            logger.info("%s: rate limited (429), retrying in %.2f s", what, wait)
+            sleep(wait)
+            waited += wait
+            continue
+        if status >= 500:
+            raise EmbeddingError(f"{what}: server error {status} from {url}: "
+                                 f"{server_message(response)}", transient=True, status=status)
+        if status >= 400:
+            raise EmbeddingError(refusal(status, server_message(response)),
+                                 transient=False, status=status)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise EmbeddingError(f"{what}: {url} answered {status} with a body that is not JSON",
+                                 transient=True, status=status) from exc
+
+
+def dimension_error(what: str, got: int, expected: int) -> EmbeddingError:
+    """The error for vectors of the wrong size: a configuration mistake, so not transient."""
+    return EmbeddingError(f"{what} returned {got}-dimensional vectors; the vectorizer expects "
+                          f"{expected} (fix the dimensions in its embedding config or the model)",
+                          transient=False)
+
+
+def batch_ranges(texts: Sequence[str], max_count: int, max_bytes: int) -> Iterator[tuple[int, int]]:
+    """(start, end) ranges of texts, in order, each within max_count texts and max_bytes of UTF-8.
+
+    A single text over max_bytes still gets a request of its own: the server, not this client,
+    says whether it is too long.
+    """
+    start = 0
+    size = 0
+    for i, text in enumerate(texts):
+        # len() is the UTF-8 size for ASCII; encoding only the rest keeps this cheap.
+        nbytes = len(text) if text.isascii() else len(text.encode("utf-8"))
+        if i > start and (i - start >= max_count or size + nbytes > max_bytes):
+            yield start, i
+            start, size = i, 0
+        size += nbytes
+    if start < len(texts):
+        yield start, len(texts)

@@ -1,0 +1,123 @@
+"""OpenAI's embeddings API, and any server that speaks it (vLLM, TEI, LiteLLM, Ollama's /v1).
+
+Vectors are asked for as base64 and decoded with numpy: parsing thousands of JSON floats per
+vector is the slow part of a float response, while base64 is a straight memory copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pgvectorizer.embedders import config_dimensions, config_str
+from pgvectorizer.embedders.http import (
+    batch_ranges,
+    dimension_error,
+    make_client,
+    post_json,
+)
+from pgvectorizer.errors import ApiKeyMissing, EmbeddingError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_API_KEY_NAME = "OPENAI_API_KEY"
+MAX_INPUTS = 2048  # texts per request, OpenAI's limit
+# Tokens per request, OpenAI's limit summed over all inputs. Counted as UTF-8 bytes: a
+# byte-level BPE token covers at least one byte, so bytes never undercount tokens.
+MAX_REQUEST_TOKENS = 300_000
+
+
+def accepts_dimensions(model: str) -> bool:
+    """Whether the model takes a "dimensions" parameter (text-embedding-3-* and later)."""
+    return model.rsplit("/", 1)[-1].startswith("text-embedding-3")
+
+
+class OpenAIEmbedder:
+    """Embeds through POST {base_url}/embeddings; thread-safe, one connection pool."""
+
+    def __init__(self, config: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        self.model = config_str(config, "model")
+        self.dimensions = config_dimensions(config)
+        self.api_key_name = config_str(config, "api_key_name", DEFAULT_API_KEY_NAME)
+        self.base_url = config_str(config, "base_url", DEFAULT_BASE_URL).rstrip("/")
+        user = config.get("user")
+        self.user = user if isinstance(user, str) and user else None
+        headers: dict[str, str] = {}
+        key = env.get(self.api_key_name)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        elif self.base_url == DEFAULT_BASE_URL:
+            raise ApiKeyMissing(
+                f"{self.api_key_name} is not set: the vectorizer's embedding config reads the API "
+                f"key from this environment variable (set it in the worker's environment or a "
+                f".env file)")
+        # Without a key and with a custom base_url, send no Authorization: local servers
+        # usually need none, and a made-up one can be refused.
+        self._client = make_client(env, headers)
+        self._url = f"{self.base_url}/embeddings"
+        self._what = f"model {self.model} at {self.base_url}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 (len(texts), dimensions); several requests when texts exceed the limits."""
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for start, end in batch_ranges(texts, MAX_INPUTS, MAX_REQUEST_TOKENS):
+            out[start:end] = self._request(texts[start:end])
+        return out
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._client.close()
+
+    def _request(self, texts: Sequence[str]) -> np.ndarray:
+        payload: dict[str, Any] = {"model": self.model, "input": list(texts),
+                                   "encoding_format": "base64"}
+        if accepts_dimensions(self.model):
+            payload["dimensions"] = self.dimensions
+        if self.user is not None:
+            payload["user"] = self.user
+        body = post_json(self._client, self._url, payload, what=self._what, refusal=self._refusal)
+        return self._decode(body, len(texts))
+
+    def _refusal(self, status: int, message: str) -> str:
+        if status in (401, 403):
+            return (f"{self._what} refused the API key from {self.api_key_name} "
+                    f"({status}): {message}")
+        return f"{self._what} refused the request ({status}): {message}"
+
+    def _decode(self, body: Any, n: int) -> np.ndarray:
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or len(data) != n:
+            got = len(data) if isinstance(data, list) else "no"
+            raise EmbeddingError(f"{self._what} answered with {got} embeddings for {n} texts",
+                                 transient=False)
+        out = np.empty((n, self.dimensions), dtype=np.float32)
+        filled = np.zeros(n, dtype=bool)
+        for position, item in enumerate(data):
+            index = item.get("index", position) if isinstance(item, dict) else None
+            if not isinstance(index, int) or not 0 <= index < n or filled[index]:
+                raise EmbeddingError(f"{self._what} answered with a bad or repeated index "
+                                     f"{index!r}", transient=False)
+            vector = self._vector(item.get("embedding"))
+            if vector.shape[0] != self.dimensions:
+                raise dimension_error(self._what, vector.shape[0], self.dimensions)
+            out[index] = vector
+            filled[index] = True
+        return out
+
+    def _vector(self, embedding: Any) -> np.ndarray:
+        try:
+            if isinstance(embedding, str):
+                # OpenAI's base64 is little-endian float32, whatever this machine's order.
+                return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+            # A server that ignored encoding_format answers with a list of floats.
+            vector = np.asarray(embedding, dtype=np.float32)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise EmbeddingError(f"{self._what} answered with an embedding that cannot be "
+                                 f"decoded: {exc}", transient=False) from exc
+        if vector.ndim != 1:
+            raise EmbeddingError(f"{self._what} answered with an embedding that is not a flat "
+                                 f"list of numbers", transient=False)
+        return vector
