@@ -56,7 +56,7 @@ setup:
 	$(SUDO) env PYTHON=$(shell command -v $(PY)) PGPORT=$(PGPORT) scripts/setup.sh
 
 demo: setup
-	scripts/demo.sh
+	PY=$(PY) scripts/demo.sh
 
 test: setup
 	$(MAKE) installcheck

@@ -43,9 +43,24 @@ def worker_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_spawned: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_workers() -> Iterator[None]:
+    yield
+    while _spawned:
+        proc = _spawned.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def spawn(args: list[str], **extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(args, env=worker_env(**extra), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(args, env=worker_env(**extra), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    _spawned.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:

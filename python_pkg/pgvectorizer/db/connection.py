@@ -51,18 +51,20 @@ def _vector_dumpers(oid: int) -> tuple[type[Dumper], type[Dumper]]:
     return VectorBinaryDumper, VectorTextDumper
 
 
+VECTOR_OID = ("SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_extension e "
+              "ON e.extnamespace = t.typnamespace WHERE e.extname = 'vector' AND t.typname = 'vector'")
+
+
 async def vector_oid(conn: psycopg.AsyncConnection[Any]) -> int:
     """The oid of pgvector's type in this database."""
-    cur = await conn.execute(
-        "SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_extension e "
-        "ON e.extnamespace = t.typnamespace WHERE e.extname = 'vector' AND t.typname = 'vector'")
+    cur = await conn.execute(VECTOR_OID)
     row = await cur.fetchone()
     if row is None:
         raise psycopg.errors.UndefinedObject("the vector extension is not installed in this database")
     return int(row[0])
 
 
-def register_vector(conn: psycopg.AsyncConnection[Any], oid: int) -> None:
+def register_vector(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any], oid: int) -> None:
     """numpy arrays go out as vectors; vectors come back as float32 arrays."""
     binary, text = _vector_dumpers(oid)
     conn.adapters.register_dumper(np.ndarray, binary)

@@ -175,7 +175,7 @@ SELECT {l_pk}, l._ai_lock, a._ai_attempts, s._ai_found, s._ai_match, {s_reads}
 
 # Catalog and status statements that do not depend on one vectorizer.
 VECTORIZERS = sql.SQL("SELECT * FROM ai.vectorizer ORDER BY id")
-PENDING = sql.SQL("SELECT ai.vectorizer_queue_pending(%s, false)")
+PENDING = sql.SQL("SELECT ai.vectorizer_queue_pending(%s, true)")
 RECORD_SUCCESS = sql.SQL("SELECT ai._vectorizer_record_success(%s, %s)")
 RECORD_ERROR = sql.SQL("SELECT ai._vectorizer_record_error(%s, %s, %s)")
 STORE_TYPES = sql.SQL(

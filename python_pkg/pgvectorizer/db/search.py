@@ -1,0 +1,71 @@
+"""Semantic search over a vectorizer's view, with the query embedded by the same model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ..config import Vectorizer
+from ..embedders import make_embedder
+from ..errors import ConfigError
+from .connection import VECTOR_OID, register_vector
+
+# pgvector's operator for each HNSW opclass; the store's index (when there is one) serves it.
+_DISTANCE = {"vector_cosine_ops": "<=>", "vector_ip_ops": "<#>", "vector_l2_ops": "<->",
+             "vector_l1_ops": "<+>"}
+
+
+@dataclass
+class Hit:
+    key: tuple[Any, ...]
+    chunk: str
+    distance: float
+    row: Mapping[str, Any]  # the source row's other columns, from the view
+
+
+def search(db_url: str, vectorizer: str, query: str, *, limit: int = 5,
+           env: Mapping[str, str] | None = None) -> list[Hit]:
+    """The `limit` chunks nearest to `query` in a vectorizer (by name or id) with a store."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            cur.execute("SELECT * FROM ai.vectorizer WHERE name = %s OR id::text = %s",
+                        (vectorizer, vectorizer))
+            row = cur.fetchone()
+        if row is None:
+            raise ConfigError(f"no vectorizer named {vectorizer!r}")
+        v = Vectorizer.from_row(row)
+        if v.to_column:
+            raise ConfigError(f"vectorizer {v.name!r} stores one vector per row in a column; "
+                              "search its table directly")
+        embedder = make_embedder(v.embedding, env)
+        try:
+            vector = embedder.embed([query])[0]
+        finally:
+            embedder.close()
+        oid = conn.execute(VECTOR_OID).fetchone()
+        assert oid is not None
+        register_vector(conn, int(oid[0]))
+        op = _DISTANCE.get(v.config.get("indexing", {}).get("opclass", ""), "<=>")
+        dest = v.destination
+        # The operator lives in pgvector's schema, which need not be public.
+        schema = conn.execute("SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n "
+                              "ON n.oid = e.extnamespace WHERE e.extname = 'vector'").fetchone()
+        assert schema is not None
+        query_sql = sql.SQL("SELECT *, embedding OPERATOR({schema}.{op}) %s AS _distance FROM {view} "
+                            "ORDER BY _distance LIMIT %s").format(
+            schema=sql.Identifier(schema[0]), op=sql.SQL(op),
+            view=sql.Identifier(dest["view_schema"], dest["view_name"]))
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            cur.execute(query_sql, (vector, limit))
+            found = cur.fetchall()
+    hidden = {"embedding", "embedding_uuid", "chunk", "chunk_seq", "_distance"}
+    return [Hit(tuple(r[c] for c in v.pk), r["chunk"], float(r["_distance"]),
+                {k: val for k, val in r.items() if k not in hidden}) for r in found]
+
+
+__all__ = ["Hit", "search"]
