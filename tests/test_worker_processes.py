@@ -200,3 +200,25 @@ def test_two_workers_and_concurrent_writers_end_consistent(db: psycopg.Connectio
         assert [c for c, _ in got[key]] == chunker(body), f"row {key} has chunks of an older text"
         for chunk, vec in got[key]:
             assert_vector_of(vec, chunk)
+
+
+def test_search_finds_the_row_whose_text_matches(db: psycopg.Connection, fake_url: str) -> None:
+    two_tables(db, fake_url)
+    db.execute("INSERT INTO a VALUES (2, 'another text')")
+    finish(spawn(["pgvectorizer", "worker", "-d", dsn(db), "--once"]))
+    out = finish(spawn(["pgvectorizer", "search", "-d", dsn(db), "public_a_embedding", "another text",
+                        "--limit", "2", "--columns", "body"]))
+    first = out.strip().splitlines()[0]
+    assert first.startswith("1. distance 0.0000  [2]  body=another text")
+    bad = spawn(["pgvectorizer", "search", "-d", dsn(db), "no_such_vectorizer", "x"])
+    out, _ = bad.communicate(timeout=WAIT)
+    assert bad.returncode == 1 and "no vectorizer named 'no_such_vectorizer'" in out
+
+
+def test_once_on_a_backlog_reports_progress(db: psycopg.Connection, fake_url: str) -> None:
+    db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
+    create_vectorizer(db, "doc", embedding=openai(fake_url))
+    db.execute("INSERT INTO doc SELECT g, 'row ' || g FROM generate_series(1, 1200) g")
+    out = finish(spawn(["pgvectorizer", "worker", "-d", dsn(db), "--once"]))
+    # Not a terminal: plain log lines, the last with the totals and the average rate.
+    assert "vectorizing: 1200/1200 rows in " in out and "rows/s average" in out
