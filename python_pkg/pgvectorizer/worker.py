@@ -38,6 +38,7 @@ DEFAULT_RETRY_BASE = 10.0  # seconds
 # --once shows a progress bar (or progress log lines) from this many pending rows up.
 PROGRESS_MIN_ROWS = 1000
 CHANNEL = "ai_vectorizer"
+BATCHES_IN_FLIGHT = 2  # per unit of concurrency (-c)
 LISTEN_RETRY = 10.0  # seconds between attempts to re-open a lost LISTEN connection
 
 
@@ -222,7 +223,9 @@ class Worker:
             return
         stop = asyncio.Event()  # set by a runner that meets a configuration error
         try:
-            n = self.concurrency or v.concurrency
+            # Each unit of concurrency keeps two batches going, so that one is read or written
+            # while the other waits on the model: the database and the provider work at once.
+            n = (self.concurrency or v.concurrency) * BATCHES_IN_FLIGHT
             await asyncio.gather(*(self._runner(v, pipeline, stop) for _ in range(n)))
         finally:
             embedder.close()

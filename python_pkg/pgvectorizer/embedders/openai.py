@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,8 @@ MAX_INPUTS = 2048  # texts per request, OpenAI's limit
 # Tokens per request, OpenAI's limit summed over all inputs. Counted as UTF-8 bytes: a
 # byte-level BPE token covers at least one byte, so bytes never undercount tokens.
 MAX_REQUEST_TOKENS = 300_000
+# Requests of one embed() call in flight at once (a batch larger than one request).
+PARALLEL_REQUESTS = 4
 
 
 def accepts_dimensions(model: str) -> bool:
@@ -59,16 +63,29 @@ class OpenAIEmbedder:
         self._client = make_client(env, headers)
         self._url = f"{self.base_url}/embeddings"
         self._what = f"model {self.model} at {self.base_url}"
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """float32 (len(texts), dimensions); several requests when texts exceed the limits."""
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start, end in batch_ranges(texts, MAX_INPUTS, MAX_REQUEST_TOKENS):
-            out[start:end] = self._request(texts[start:end])
+        ranges = list(batch_ranges(texts, MAX_INPUTS, MAX_REQUEST_TOKENS))
+        if len(ranges) == 1:
+            out[:] = self._request(texts)
+            return out
+        # Several requests go out at once: the provider's latency is paid once, not per request.
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(PARALLEL_REQUESTS, thread_name_prefix="openai")
+        results = self._pool.map(lambda r: self._request(texts[r[0]:r[1]]), ranges)
+        for (start, end), vectors in zip(ranges, results, strict=True):
+            out[start:end] = vectors
         return out
 
     def close(self) -> None:
         """Close the pooled connections."""
+        if self._pool is not None:
+            self._pool.shutdown()
         self._client.close()
 
     def _request(self, texts: Sequence[str]) -> np.ndarray:
