@@ -118,17 +118,6 @@ BEGIN
     RETURN ident::name;
 END $$;
 
--- Wakes workers (LISTEN ai_vectorizer) with the vectorizer's id. Postgres folds the same
--- notification sent many times in one transaction into one.
-CREATE FUNCTION ai._vectorizer_notify() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pg_notify('ai_vectorizer', TG_ARGV[0]);
-    RETURN NULL;
-END $$;
-COMMENT ON FUNCTION ai._vectorizer_notify() IS 'Statement trigger: tell listening workers that a vectorizer''s source changed';
-
 -- The trigger function's body: queue the keys whose embeddings may be stale.
 --
 -- The function is SECURITY DEFINER, and normally that calls for a pinned search_path. But a
@@ -284,9 +273,6 @@ BEGIN
                    v.trigger_name || '_key', source, key_change, func);
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
                    v.trigger_name || '_truncate', source, func);
-    -- Once per statement, not per row: waking the workers must cost writers next to nothing.
-    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH STATEMENT '
-                   'EXECUTE FUNCTION ai._vectorizer_notify(%L)', v.trigger_name || '_notify', source, v.id);
 END $$;
 
 -- The store and its view, or the vector column, with the caller's own rights.

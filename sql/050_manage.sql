@@ -50,12 +50,6 @@ BEGIN
             EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
         END LOOP;
         EXECUTE format('DROP FUNCTION %s', func);
-        -- The wake-up trigger calls a shared function; it is this vectorizer's by name and id.
-        FOR trg IN SELECT tgrelid::regclass AS rel, tgname FROM pg_trigger
-                    WHERE tgfoid = 'ai._vectorizer_notify()'::regprocedure AND tgparentid = 0
-                      AND tgname = v.trigger_name || '_notify' AND tgrelid = source LOOP
-            EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
-        END LOOP;
     END IF;
     FOR rel IN SELECT r FROM unnest(ARRAY[
             to_regclass(format('%I.%I', v.queue_schema, v.queue_table)),

@@ -143,15 +143,14 @@ def test_trigger_function_is_safe(db: psycopg.Connection, blog: int) -> None:
     assert config is None
     assert comment and "blog" in comment
     assert public_exec is False
-    # Row triggers for insert/delete, update and key change, statement triggers for truncate
-    # and for waking workers, all AFTER.
+    # Row triggers for insert/delete, update and key change, a statement trigger for truncate,
+    # all AFTER.
     triggers = rows(db, """
         SELECT tgname, (tgtype & 2) <> 0 AS before, (tgtype & 1) <> 0 AS per_row
           FROM pg_trigger WHERE tgrelid = 'blog'::regclass AND NOT tgisinternal ORDER BY tgname""")
     name = v["trigger_name"]
     assert triggers == [(name, False, True), (f"{name}_key", False, True),
-                        (f"{name}_notify", False, False), (f"{name}_truncate", False, False),
-                        (f"{name}_upd", False, True)]
+                        (f"{name}_truncate", False, False), (f"{name}_upd", False, True)]
 
 
 def test_filtered_trigger_function_pins_search_path(db: psycopg.Connection, published: int) -> None:

@@ -47,9 +47,13 @@ def env(**extra: str) -> dict[str, str]:
             "PGVECTORIZER_HTTP_TIMEOUT": "2", **extra}
 
 
-def run_once(db: psycopg.Connection, *ids: int, **extra: str) -> None:
+def run_once(db: psycopg.Connection, *ids: int, expect_error: str | None = None, **extra: str) -> None:
     worker = Worker(dsn(db), vectorizer_ids=list(ids) or None, once=True, env=env(**extra))
-    assert asyncio.run(worker.run()) is None
+    error = asyncio.run(worker.run())
+    if expect_error is None:
+        assert error is None
+    else:
+        assert error is not None and expect_error in str(error)
 
 
 def openai(url: str, **kw: str) -> str:
@@ -162,7 +166,8 @@ def test_missing_api_key_stops_only_its_vectorizer(db: psycopg.Connection, fake_
     good = create_vectorizer(db, "b", embedding=openai(fake_url))
     db.execute("INSERT INTO a VALUES (1, 'x')")
     db.execute("INSERT INTO b VALUES (1, 'y')")
-    run_once(db)
+    # --once reports it (a cron job exits non-zero), after the other vectorizer's work.
+    run_once(db, expect_error="PGVT_MISSING_KEY")
     assert scalar(db, "SELECT count(*) FROM b_embedding_store") == 1
     assert queued(db, bad) == {1}
     assert scalar(db, "SELECT attempts FROM ai._vectorizer_q_1") == 0
@@ -206,3 +211,7 @@ def test_disabled_vectorizer_is_skipped(db: psycopg.Connection, doc: int) -> Non
     db.execute("SELECT ai.enable_vectorizer_schedule(%s)", (doc,))
     run_once(db)
     assert queued(db, doc) == set()
+
+
+def test_once_reports_an_unknown_vectorizer_id(db: psycopg.Connection, doc: int) -> None:
+    run_once(db, doc, 999, expect_error="no vectorizer with id 999")

@@ -105,11 +105,14 @@ def test_a_sleeping_worker_wakes_on_changes_and_drains_on_sigterm(db: psycopg.Co
     proc = spawn(["pgvectorizer", "worker", "-d", dsn(db), "--poll-interval", "1h"])
     try:
         wait_for(lambda: not queued(db, a), "the first drain")
-        wait_for(lambda: scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                    "application_name = 'pgvectorizer-worker listen' AND query LIKE 'LISTEN%%'") == 1,
-                 "the worker to listen")
+        time.sleep(0.5)  # asleep now, for an hour unless new work wakes it
         db.execute("INSERT INTO a VALUES (2, 'arrives while the worker sleeps')")
         wait_for(lambda: scalar(db, "SELECT count(*) FROM a_embedding_store") == 2, "the wake-up")
+        # A vectorizer made while it runs is picked up too.
+        db.execute("CREATE TABLE c (id int PRIMARY KEY, body text)")
+        create_vectorizer(db, "c", embedding=openai(fake_url))
+        db.execute("INSERT INTO c VALUES (1, 'new vectorizer')")
+        wait_for(lambda: scalar(db, "SELECT count(*) FROM c_embedding_store") == 1, "the new vectorizer")
     finally:
         proc.send_signal(signal.SIGTERM)
     out = finish(proc, timeout=15)

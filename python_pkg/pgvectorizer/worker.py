@@ -23,7 +23,7 @@ from .db import queue as db
 from .db.connection import connect
 from .dotenv import load_env
 from .embedders import make_embedder
-from .errors import ConfigError
+from .errors import ConfigError, VectorizerError
 from .pipeline import BatchResult, Pipeline, RowError, SourceRow
 from .progress import Progress
 
@@ -37,9 +37,11 @@ DEFAULT_LEASE = 300.0  # seconds
 DEFAULT_RETRY_BASE = 10.0  # seconds
 # --once shows a progress bar (or progress log lines) from this many pending rows up.
 PROGRESS_MIN_ROWS = 1000
-CHANNEL = "ai_vectorizer"
 BATCHES_IN_FLIGHT = 2  # per unit of concurrency (-c)
-LISTEN_RETRY = 10.0  # seconds between attempts to re-open a lost LISTEN connection
+# While idle, a worker looks this often for new work and new vectorizers: one cheap query per
+# vectorizer. (A NOTIFY from the source's triggers would wake it sooner, but it takes a global
+# lock at every writer's commit and halved write throughput in bench/write_path.sh.)
+WAKE_INTERVAL = 2.0  # seconds
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -80,8 +82,12 @@ class Worker:
         self.retry_base = _env_float(self.env, "PGVECTORIZER_RETRY_SECONDS", DEFAULT_RETRY_BASE)
         self._stopping: asyncio.Event | None = None
         self._wake: dict[int, asyncio.Event] = {}
+        self._known: dict[int, Vectorizer] = {}
         self._catalog_changed: asyncio.Event | None = None
         self._progress: Progress | None = None
+        # Vectorizer-level errors of this run (not a row's provider error, which is retried):
+        # with once=True, run() reports them so a cron job exits non-zero.
+        self._errors: list[str] = []
 
     # --- public API -------------------------------------------------------------------------
 
@@ -94,6 +100,8 @@ class Worker:
                 await self._run_once()
             else:
                 await self._run_forever()
+        except VectorizerError as e:  # already logged where it happened
+            return e
         except Exception as e:  # reported to the caller, as the API says
             logger.exception("worker stopped by an error")
             return e
@@ -129,10 +137,12 @@ class Worker:
             if self._progress is not None:
                 self._progress.close()
                 self._progress = None
+        if self._errors:
+            raise VectorizerError("; ".join(self._errors))
 
     async def _run_forever(self) -> None:
         assert self._stopping is not None and self._catalog_changed is not None
-        listener = asyncio.create_task(self._listen())
+        watcher = asyncio.create_task(self._watch())
         tasks: dict[int, asyncio.Task[None]] = {}
         try:
             while not self.stopping:
@@ -149,15 +159,15 @@ class Worker:
                 for vid in [vid for vid in tasks if vid not in vectorizers]:
                     tasks.pop(vid).cancel()  # dropped or disabled
                     self._wake.pop(vid, None)
-                # A new vectorizer announces itself on the channel with an unknown id.
+                self._known = vectorizers
                 await self._sleep(self._catalog_changed, self.poll_interval.total_seconds())
         finally:
-            listener.cancel()
+            watcher.cancel()
             # Each vectorizer finishes its batch in hand: runners check `stopping`.
-            await asyncio.gather(*tasks.values(), listener, return_exceptions=True)
+            await asyncio.gather(*tasks.values(), watcher, return_exceptions=True)
 
     async def _serve(self, v: Vectorizer) -> None:
-        """Drain one vectorizer, then wait for a notification or the poll interval; repeat."""
+        """Drain one vectorizer, then wait for work (the watcher) or the poll interval; repeat."""
         wake = self._wake[v.id]
         while not self.stopping:
             wake.clear()
@@ -173,25 +183,37 @@ class Worker:
             for w in waits:
                 w.cancel()
 
-    async def _listen(self) -> None:
-        """LISTEN for the source triggers' notifications and wake the vectorizer named."""
-        while not self.stopping:
-            try:
-                async with await connect(self.db_url, purpose="listen") as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    async for note in conn.notifies():
-                        try:
-                            vid = int(note.payload)
-                        except ValueError:
-                            continue
+    async def _watch(self) -> None:
+        """Every WAKE_INTERVAL: wake idle vectorizers with claimable rows; notice new ones."""
+        assert self._catalog_changed is not None
+        conn: psycopg.AsyncConnection[Any] | None = None
+        probes: dict[int, Any] = {}
+        try:
+            while not self.stopping:
+                await self._sleep(asyncio.Event(), WAKE_INTERVAL)
+                try:
+                    if conn is None or conn.closed:
+                        conn = await connect(self.db_url, purpose="watch")
+                    ids = set(await db.vectorizer_ids(conn))
+                    if self.vectorizer_ids:
+                        ids &= set(self.vectorizer_ids)
+                    if ids != set(self._known):
+                        self._catalog_changed.set()
+                    for vid, v in list(self._known.items()):
                         event = self._wake.get(vid)
-                        if event is not None:
+                        if event is None or event.is_set():
+                            continue
+                        probe = probes.setdefault(vid, db.queries.Queries(v).probe)
+                        if await db.has_work(conn, probe):
                             event.set()
-                        elif self._catalog_changed is not None:
-                            self._catalog_changed.set()
-            except psycopg.Error as e:
-                logger.warning("LISTEN connection lost (%s); polling until it is back", e)
-                await asyncio.sleep(LISTEN_RETRY)
+                except psycopg.Error as e:
+                    logger.warning("looking for work failed (%s); trying again", e)
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                await conn.close()
 
     async def _vectorizers(self) -> list[Vectorizer]:
         async with await connect(self.db_url, purpose="catalog") as conn:
@@ -200,6 +222,7 @@ class Worker:
             missing = sorted(set(self.vectorizer_ids) - {r["id"] for r in rows})
             if missing:
                 logger.error("no vectorizer with id %s", ", ".join(map(str, missing)))
+                self._errors.append(f"no vectorizer with id {', '.join(map(str, missing))}")
         out = []
         for row in rows:
             if row["disabled"]:
@@ -280,6 +303,7 @@ class Worker:
 
     async def _record(self, v: Vectorizer, message: str) -> None:
         logger.error("vectorizer %s: %s", v.name, message)
+        self._errors.append(f"vectorizer {v.name}: {message}")
         with contextlib.suppress(psycopg.Error):
             async with await connect(self.db_url, purpose="errors") as conn:
                 await db.record_error(conn, v.id, message)

@@ -64,6 +64,7 @@ class Queries:
     release: sql.Composed = field(init=False)
     unlock: sql.SQL = field(init=False)
     lock_space: sql.Composed = field(init=False)
+    probe: sql.Composed = field(init=False)
 
     def __post_init__(self) -> None:
         v = self.v
@@ -165,6 +166,11 @@ SELECT {l_pk}, l._ai_lock, a._ai_attempts, s._ai_found, s._ai_match, {s_reads}
             "SELECT count(*) FILTER (WHERE pg_catalog.pg_advisory_unlock(%(lock_space)s, h)) "
             "FROM pg_catalog.unnest(%(locks)s::pg_catalog.int4[]) AS h"))
 
+        # Is there a row to claim now? What an idle worker asks every few seconds.
+        set_(self, "probe", sql.SQL(
+            "SELECT EXISTS (SELECT FROM {queue} WHERE retry_after IS NULL "
+            "OR retry_after <= pg_catalog.clock_timestamp())").format(queue=queue))
+
         # The advisory-lock space of this vectorizer: its queue's oid, shifted into int4.
         set_(self, "lock_space", sql.SQL(
             "SELECT (c.oid::pg_catalog.int8 - 2147483648)::pg_catalog.int4 FROM pg_catalog.pg_class c "
@@ -175,6 +181,7 @@ SELECT {l_pk}, l._ai_lock, a._ai_attempts, s._ai_found, s._ai_match, {s_reads}
 
 # Catalog and status statements that do not depend on one vectorizer.
 VECTORIZERS = sql.SQL("SELECT * FROM ai.vectorizer ORDER BY id")
+ENABLED_IDS = sql.SQL("SELECT id FROM ai.vectorizer WHERE NOT disabled")
 PENDING = sql.SQL("SELECT ai.vectorizer_queue_pending(%s, true)")
 RECORD_SUCCESS = sql.SQL("SELECT ai._vectorizer_record_success(%s, %s)")
 RECORD_ERROR = sql.SQL("SELECT ai._vectorizer_record_error(%s, %s, %s)")

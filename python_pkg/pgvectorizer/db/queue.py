@@ -176,3 +176,14 @@ async def record_error(conn: psycopg.AsyncConnection[Any], vectorizer_id: int, m
 async def pending(conn: psycopg.AsyncConnection[Any], vectorizer_id: int) -> int:
     row = await (await conn.execute(queries.PENDING, (vectorizer_id,))).fetchone()
     return int(row[0]) if row else 0
+
+
+async def vectorizer_ids(conn: psycopg.AsyncConnection[Any]) -> list[int]:
+    """Ids of the enabled vectorizers."""
+    cur = await conn.execute(queries.ENABLED_IDS)
+    return [int(r[0]) for r in await cur.fetchall()]
+
+
+async def has_work(conn: psycopg.AsyncConnection[Any], probe: sql.Composed) -> bool:
+    row = await (await conn.execute(probe)).fetchone()
+    return bool(row and row[0])
