@@ -40,6 +40,18 @@ need_worker() {
     "$PGVECTORIZER" worker --help >/dev/null 2>&1 || die "'$PGVECTORIZER worker --help' fails: $("$PGVECTORIZER" worker --help 2>&1 | tail -n 3)"
 }
 
+# What every worker benchmark does first: an empty output folder (OUT), fake servers stopped on
+# exit, and a server, /usr/bin/time and the worker that answer.
+bench_begin() {
+    mkdir -p "$OUT"
+    find "$OUT" -maxdepth 1 -type f -delete
+    trap stop_fakes EXIT
+    trap "exit 130" INT TERM   # so that the EXIT trap runs when the script is stopped
+    need_server
+    need_time
+    need_worker
+}
+
 # Deterministic documents, generated once per row count: prints the CSV's path.
 docs_csv() {
     local rows=$1 file="$BENCH_DIR/out/data/docs-$1.csv"

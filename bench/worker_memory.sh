@@ -20,13 +20,7 @@ DIMS=${BENCH_DIMS:-768}
 LIMIT=${BENCH_TIMEOUT:-480}   # s per worker run
 CONCURRENCY=2
 
-mkdir -p "$OUT"
-rm -f "$OUT"/*.log "$OUT"/*.time "$OUT"/*.port "$OUT"/*.rss "$OUT"/*.tsv
-trap stop_fakes EXIT
-trap "exit 130" INT TERM   # so that the EXIT trap runs when the script is stopped
-need_server
-need_time
-need_worker
+bench_begin
 export OPENAI_API_KEY=fake
 
 # One database, two tables: doc_small holds the first SMALL rows of the large one's documents.

@@ -25,13 +25,7 @@ DIMS=768
 VENV=${PGAI_VENV:-$BENCH_DIR/out/venv-pgai}
 PGAI_VERSION=0.12.1
 
-mkdir -p "$OUT"
-rm -f "$OUT"/*.log "$OUT"/*.time "$OUT"/*.port "$OUT"/*.tsv "$OUT"/*.backends
-trap stop_fakes EXIT
-trap "exit 130" INT TERM   # so that the EXIT trap runs when the script is stopped
-need_server
-need_time
-need_worker
+bench_begin
 
 # --- pgai's worker in its own virtualenv -------------------------------------------------------
 # pgai itself without dependencies, then its base requirements and those of its

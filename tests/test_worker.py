@@ -215,3 +215,20 @@ def test_disabled_vectorizer_is_skipped(db: psycopg.Connection, doc: int) -> Non
 
 def test_once_reports_an_unknown_vectorizer_id(db: psycopg.Connection, doc: int) -> None:
     run_once(db, doc, 999, expect_error="no vectorizer with id 999")
+
+
+def test_a_configuration_error_is_not_retried_every_few_seconds(db: psycopg.Connection) -> None:
+    db.execute("CREATE TABLE a (id int PRIMARY KEY, body text)")
+    bad = create_vectorizer(db, "a", embedding="ai.embedding_openai('text-embedding-3-small', 4, "
+                                                "api_key_name => 'PGVT_MISSING_KEY')")
+    db.execute("INSERT INTO a VALUES (1, 'x')")
+    worker = Worker(dsn(db), poll_interval=3600, env=env())
+
+    async def main() -> None:
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(6)  # three of the watcher's looks at the (non-empty) queue
+        await worker.request_graceful_shutdown()
+        assert await asyncio.wait_for(task, 10) is None
+
+    asyncio.run(main())
+    assert scalar(db, "SELECT count(*) FROM ai.vectorizer_errors WHERE id = %s", (bad,)) == 1

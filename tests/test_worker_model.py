@@ -20,7 +20,7 @@ from pgvectorizer.embedders.sentence_transformers import load_model
 from pgvectorizer.worker import Worker
 
 from .conftest import Connector, create_vectorizer, queued, rows, vectorizer
-from .test_worker import dsn
+from .test_worker import dsn, stored
 
 WORDS = ["database", "vector", "search", "embedding", "queue", "worker", "row", "update",
          "postgres", "model", "chunk", "index", "query", "text", "fast", "safe"]
@@ -83,15 +83,12 @@ def test_two_workers_and_writers_end_with_the_models_vectors(db: psycopg.Connect
 
     chunker = make_chunker(config["chunking"])
     current = dict(rows(db, "SELECT id, body FROM doc"))
-    stored: dict[int, list[tuple[str, str]]] = {}
-    for key, chunk, emb in rows(db, "SELECT id, chunk, embedding::text FROM doc_embedding_store ORDER BY id, chunk_seq"):
-        stored.setdefault(key, []).append((chunk, emb))
-    assert sorted(stored) == sorted(current)
-    chunks = [c for key in sorted(current) for c, _ in stored[key]]
+    got_rows = stored(db)
+    assert sorted(got_rows) == sorted(current)
+    chunks = [c for key in sorted(current) for c, _ in got_rows[key]]
     for key, body in current.items():
-        assert [c for c, _ in stored[key]] == chunker(body), f"row {key} keeps chunks of an older text"
+        assert [c for c, _ in got_rows[key]] == chunker(body), f"row {key} keeps chunks of an older text"
     expected = model.encode(chunks, normalize_embeddings=True, convert_to_numpy=True)
-    got = np.array([[float(x) for x in e.strip("[]").split(",")]
-                    for key in sorted(current) for _, e in stored[key]], dtype=np.float32)
+    got = np.array([vec for key in sorted(current) for _, vec in got_rows[key]], dtype=np.float32)
     cosine = (got * expected).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
     assert cosine.min() > 0.9999, list(zip(chunks, cosine, strict=True))

@@ -51,6 +51,10 @@ class Vectorizer:
         if self.destination.get("implementation") not in ("table", "column"):
             raise ConfigError(f"vectorizer {self.name!r}: unknown destination "
                               f"{self.destination.get('implementation')!r}")
+        # create_vectorizer enforces this; checked again since the pipeline relies on it.
+        if self.to_column and self.chunking.get("implementation") != "none":
+            raise ConfigError(f"vectorizer {self.name!r}: destination_column keeps one embedding "
+                              "per row, so its chunking must be none")
 
     # --- sections -------------------------------------------------------------------------
 

@@ -110,11 +110,6 @@ class Pipeline:
             except ChunkingError as e:
                 result.errors.append(RowError(row.key, "chunking", str(e), transient=False))
                 continue
-            if self.v.to_column and len(chunks) > 1:
-                result.errors.append(RowError(row.key, "chunking", "destination_column keeps one "
-                                              "embedding per row, but the text gave several chunks",
-                                              transient=False))
-                continue
             pending.append(_Pending(row.key, chunks, texts, [digest(t) for t in texts]))
 
         # One model call for every text not already stored under its hash.
@@ -130,7 +125,7 @@ class Pipeline:
         retried = any(r.attempts > 1 for r in rows)
         vectors, failures = embed_isolating(self.embedder, list(wanted.values()),
                                             split_transient=retried)
-        by_digest = dict(zip(wanted, range(len(wanted)), strict=True))
+        by_digest = {d: i for i, d in enumerate(wanted)}
         result.embedded = len(wanted)
 
         for p in pending:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -85,8 +86,9 @@ class Worker:
         self._known: dict[int, Vectorizer] = {}
         self._catalog_changed: asyncio.Event | None = None
         self._progress: Progress | None = None
-        # Vectorizer-level errors of this run (not a row's provider error, which is retried):
-        # with once=True, run() reports them so a cron job exits non-zero.
+        # Vectorizer-level errors (not a row's provider error, which is retried): counted, and
+        # with once=True kept, so that run() reports them and a cron job exits non-zero.
+        self._error_count = 0
         self._errors: list[str] = []
 
     # --- public API -------------------------------------------------------------------------
@@ -124,11 +126,9 @@ class Worker:
     # --- the two modes ----------------------------------------------------------------------
 
     async def _run_once(self) -> None:
-        vectorizers = await self._vectorizers()
-        total = 0
-        async with await connect(self.db_url, purpose="status") as conn:
-            for v in vectorizers:
-                total += await db.pending(conn, v.id)
+        async with await connect(self.db_url, purpose="catalog") as conn:
+            vectorizers = await self._vectorizers(conn)
+            total = sum([await db.pending(conn, v.id) for v in vectorizers])
         if total >= PROGRESS_MIN_ROWS:
             self._progress = Progress("vectorizing", total, stream=sys.stderr)
         try:
@@ -148,7 +148,8 @@ class Worker:
             while not self.stopping:
                 self._catalog_changed.clear()
                 try:
-                    vectorizers = {v.id: v for v in await self._vectorizers()}
+                    async with await connect(self.db_url, purpose="catalog") as conn:
+                        vectorizers = {v.id: v for v in await self._vectorizers(conn)}
                 except psycopg.OperationalError as e:
                     logger.error("cannot read the vectorizers: %s", e)
                     vectorizers = {}
@@ -167,16 +168,23 @@ class Worker:
             await asyncio.gather(*tasks.values(), watcher, return_exceptions=True)
 
     async def _serve(self, v: Vectorizer) -> None:
-        """Drain one vectorizer, then wait for work (the watcher) or the poll interval; repeat."""
+        """Drain one vectorizer, then wait for work (the watcher) or the poll interval; repeat.
+
+        After a vectorizer-level error (a missing API key, say) only the poll interval ends
+        the wait: the watcher would otherwise retry, and record the error, every few seconds.
+        """
         wake = self._wake[v.id]
         while not self.stopping:
             wake.clear()
-            await self._drain(v)
-            await self._sleep(wake, self.poll_interval.total_seconds())
+            healthy = await self._drain(v)
+            await self._sleep(wake if healthy else None, self.poll_interval.total_seconds())
 
-    async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
+    async def _sleep(self, event: asyncio.Event | None, seconds: float) -> None:
+        """Wait `seconds`, or less if `event` is set or the worker is stopping."""
         assert self._stopping is not None
-        waits = [asyncio.create_task(event.wait()), asyncio.create_task(self._stopping.wait())]
+        waits = [asyncio.create_task(self._stopping.wait())]
+        if event is not None:
+            waits.append(asyncio.create_task(event.wait()))
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -190,7 +198,7 @@ class Worker:
         probes: dict[int, Any] = {}
         try:
             while not self.stopping:
-                await self._sleep(asyncio.Event(), WAKE_INTERVAL)
+                await self._sleep(None, WAKE_INTERVAL)
                 try:
                     if conn is None or conn.closed:
                         conn = await connect(self.db_url, purpose="watch")
@@ -215,14 +223,13 @@ class Worker:
             if conn is not None:
                 await conn.close()
 
-    async def _vectorizers(self) -> list[Vectorizer]:
-        async with await connect(self.db_url, purpose="catalog") as conn:
-            rows = await db.load_vectorizers(conn, self.vectorizer_ids)
+    async def _vectorizers(self, conn: psycopg.AsyncConnection[Any]) -> list[Vectorizer]:
+        rows = await db.load_vectorizers(conn, self.vectorizer_ids)
         if self.vectorizer_ids:
             missing = sorted(set(self.vectorizer_ids) - {r["id"] for r in rows})
             if missing:
                 logger.error("no vectorizer with id %s", ", ".join(map(str, missing)))
-                self._errors.append(f"no vectorizer with id {', '.join(map(str, missing))}")
+                self._error(f"no vectorizer with id {', '.join(map(str, missing))}")
         out = []
         for row in rows:
             if row["disabled"]:
@@ -236,14 +243,18 @@ class Worker:
 
     # --- one vectorizer ---------------------------------------------------------------------
 
-    async def _drain(self, v: Vectorizer) -> None:
-        """Process v's queue until nothing is left to claim; errors are recorded, not raised."""
+    async def _drain(self, v: Vectorizer) -> bool:
+        """Process v's queue until nothing is left to claim; errors are recorded, not raised.
+
+        Returns False when a vectorizer-level error (configuration, database) stopped it.
+        """
+        errors = self._error_count
         try:
             embedder = await asyncio.to_thread(make_embedder, v.embedding, self.env)
             pipeline = Pipeline(v, embedder)
         except ConfigError as e:
             await self._record(v, f"configuration: {e}")
-            return
+            return False
         stop = asyncio.Event()  # set by a runner that meets a configuration error
         try:
             # Each unit of concurrency keeps two batches going, so that one is read or written
@@ -252,6 +263,7 @@ class Worker:
             await asyncio.gather(*(self._runner(v, pipeline, stop) for _ in range(n)))
         finally:
             embedder.close()
+        return self._error_count == errors
 
     async def _runner(self, v: Vectorizer, pipeline: Pipeline, stop: asyncio.Event) -> None:
         try:
@@ -283,7 +295,7 @@ class Worker:
         finally:
             await session.close()
 
-    async def _batch(self, session: db.QueueSession, pipeline: Pipeline, token: Any,
+    async def _batch(self, session: db.QueueSession, pipeline: Pipeline, token: uuid.UUID,
                      rows: list[SourceRow]) -> None:
         existing = await session.existing(token)
         try:
@@ -303,7 +315,12 @@ class Worker:
 
     async def _record(self, v: Vectorizer, message: str) -> None:
         logger.error("vectorizer %s: %s", v.name, message)
-        self._errors.append(f"vectorizer {v.name}: {message}")
+        self._error(f"vectorizer {v.name}: {message}")
         with contextlib.suppress(psycopg.Error):
             async with await connect(self.db_url, purpose="errors") as conn:
                 await db.record_error(conn, v.id, message)
+
+    def _error(self, message: str) -> None:
+        self._error_count += 1
+        if self.once:
+            self._errors.append(message)

@@ -15,8 +15,11 @@ APPLICATION_NAME = "pgvectorizer-worker"
 # advisory locks on the rows it held, within about a minute.
 KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
               "keepalives_count": 3}
-# A claim or a write waits at most this long behind DDL on the source or the store.
-LOCK_TIMEOUT = "10s"
+# Every name the package sends is schema-qualified; the pinned search_path makes a row filter
+# resolve exactly as it does in the (pinned) trigger function. A claim or a write waits at most
+# 10 s behind DDL on the source or the store.
+SESSION_SETUP = ("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false), "
+                 "pg_catalog.set_config('lock_timeout', '10s', false)")
 
 
 class _VectorBinaryLoader(Loader):
@@ -78,10 +81,7 @@ async def connect(db_url: str, *, purpose: str = "") -> psycopg.AsyncConnection[
     name = f"{APPLICATION_NAME} {purpose}".strip()
     conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True, application_name=name,
                                                  **KEEPALIVES)
-    # Every name the worker sends is schema-qualified; the pin makes a row filter resolve
-    # exactly as it does in the (pinned) trigger function.
-    await conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false), "
-                       "pg_catalog.set_config('lock_timeout', %s, false)", (LOCK_TIMEOUT,))
+    await conn.execute(SESSION_SETUP)
     try:
         register_vector(conn, await vector_oid(conn))
     except psycopg.errors.UndefinedObject:

@@ -40,11 +40,9 @@ def _key_match(names: tuple[str, ...], left: str, right: str) -> sql.Composable:
         sql.SQL("{} = {}").format(sql.Identifier(left, n), sql.Identifier(right, n)) for n in names)
 
 
-def _key_params(names: tuple[str, ...], prefix: str | None = None) -> sql.Composable:
+def _key_params(names: tuple[str, ...]) -> sql.Composable:
     """`a = %s AND b = %s`: one positional parameter per key column."""
-    return sql.SQL(" AND ").join(
-        sql.SQL("{} = %s").format(sql.Identifier(n) if prefix is None else sql.Identifier(prefix, n))
-        for n in names)
+    return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(n)) for n in names)
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,7 @@ class Queries:
     retry: sql.Composed = field(init=False)
     give_up: sql.Composed = field(init=False)
     delete_chunks: sql.Composed = field(init=False)
+    delete_key_chunks: sql.Composed = field(init=False)
     clear_failed: sql.Composed = field(init=False)
     copy_chunks: sql.Composed = field(init=False)
     set_column: sql.Composed = field(init=False)
@@ -143,6 +142,10 @@ SELECT {l_pk}, l._ai_lock, a._ai_attempts, s._ai_found, s._ai_match, {s_reads}
             "(SELECT {pk} FROM {queue} WHERE claimed_by = %(token)s)").format(
                 store=store, t_pk=_ids(pk, "t"), pk=_ids(pk), queue=queue))
 
+        # Positional: key values. The chunks of a row given up on.
+        set_(self, "delete_key_chunks", sql.SQL("DELETE FROM {store} WHERE {key}").format(
+            store=store, key=_key_params(pk)))
+
         set_(self, "copy_chunks", sql.SQL("COPY {store} ({cols}) FROM STDIN (FORMAT BINARY)").format(
             store=store, cols=_ids(pk + STORE_COLUMNS)))
 
@@ -185,6 +188,8 @@ ENABLED_IDS = sql.SQL("SELECT id FROM ai.vectorizer WHERE NOT disabled")
 PENDING = sql.SQL("SELECT ai.vectorizer_queue_pending(%s, true)")
 RECORD_SUCCESS = sql.SQL("SELECT ai._vectorizer_record_success(%s, %s)")
 RECORD_ERROR = sql.SQL("SELECT ai._vectorizer_record_error(%s, %s, %s)")
+# Positional: schema, table. Column types, for the binary COPY into a store.
 STORE_TYPES = sql.SQL(
     "SELECT a.attname, a.atttypid FROM pg_catalog.pg_attribute a "
-    "WHERE a.attrelid = %s::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped")
+    "WHERE a.attrelid = pg_catalog.format('%%I.%%I', %s::pg_catalog.text, %s::pg_catalog.text)::pg_catalog.regclass "
+    "AND a.attnum > 0 AND NOT a.attisdropped")

@@ -56,9 +56,8 @@ class QueueSession:
         self.lock_space = int(row[0])
         if not self.v.to_column:
             dest = self.v.destination
-            store = f'{sql.Identifier(dest["target_schema"]).as_string(self.conn)}.' \
-                    f'{sql.Identifier(dest["target_table"]).as_string(self.conn)}'
-            types = dict(await (await self.conn.execute(queries.STORE_TYPES, (store,))).fetchall())
+            cur = await self.conn.execute(queries.STORE_TYPES, (dest["target_schema"], dest["target_table"]))
+            types = dict(await cur.fetchall())
             self._copy_types = [int(types[c]) for c in self.v.pk + queries.STORE_COLUMNS]
 
     # --- claim ------------------------------------------------------------------------------
@@ -128,9 +127,7 @@ class QueueSession:
         if self.v.to_column:
             await cur.execute(self.q.set_column, (None, *key))
         else:
-            store = sql.Identifier(self.v.destination["target_schema"], self.v.destination["target_table"])
-            where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.v.pk)
-            await cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(store, where), key)
+            await cur.execute(self.q.delete_key_chunks, key)
 
     async def _copy(self, cur: psycopg.AsyncCursor[Any], result: BatchResult) -> None:
         assert self._copy_types is not None

@@ -12,7 +12,7 @@ from psycopg import sql
 from ..config import Vectorizer
 from ..embedders import make_embedder
 from ..errors import ConfigError
-from .connection import VECTOR_OID, register_vector
+from .connection import SESSION_SETUP, register_vector
 
 # pgvector's operator for each HNSW opclass; the store's index (when there is one) serves it.
 _DISTANCE = {"vector_cosine_ops": "<=>", "vector_ip_ops": "<#>", "vector_l2_ops": "<->",
@@ -31,7 +31,7 @@ def search(db_url: str, vectorizer: str, query: str, *, limit: int = 5,
            env: Mapping[str, str] | None = None) -> list[Hit]:
     """The `limit` chunks nearest to `query` in a vectorizer (by name or id) with a store."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+        conn.execute(SESSION_SETUP)
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             cur.execute("SELECT * FROM ai.vectorizer WHERE name = %s OR id::text = %s",
                         (vectorizer, vectorizer))
@@ -47,18 +47,19 @@ def search(db_url: str, vectorizer: str, query: str, *, limit: int = 5,
             vector = embedder.embed([query])[0]
         finally:
             embedder.close()
-        oid = conn.execute(VECTOR_OID).fetchone()
-        assert oid is not None
-        register_vector(conn, int(oid[0]))
+        # pgvector's type and operators live in its extension's schema, which need not be public.
+        found_type = conn.execute(
+            "SELECT t.oid, n.nspname FROM pg_catalog.pg_type t "
+            "JOIN pg_catalog.pg_extension e ON e.extnamespace = t.typnamespace "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'vector' AND t.typname = 'vector'").fetchone()
+        assert found_type is not None
+        register_vector(conn, int(found_type[0]))
         op = _DISTANCE.get(v.config.get("indexing", {}).get("opclass", ""), "<=>")
         dest = v.destination
-        # The operator lives in pgvector's schema, which need not be public.
-        schema = conn.execute("SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n "
-                              "ON n.oid = e.extnamespace WHERE e.extname = 'vector'").fetchone()
-        assert schema is not None
         query_sql = sql.SQL("SELECT *, embedding OPERATOR({schema}.{op}) %s AS _distance FROM {view} "
                             "ORDER BY _distance LIMIT %s").format(
-            schema=sql.Identifier(schema[0]), op=sql.SQL(op),
+            schema=sql.Identifier(found_type[1]), op=sql.SQL(op),
             view=sql.Identifier(dest["view_schema"], dest["view_name"]))
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             cur.execute(query_sql, (vector, limit))
