@@ -10,6 +10,11 @@ PY        ?= python3
 # Where the package lives for the interpreter PL/Python embeds. Baked into the install script
 # (never a GUC: a user-settable sys.path would let any role run code as the server).
 PYTHON_TARGET ?= /usr/local/lib/pgvectorizer/python
+# Its third-party packages (numpy, httpx, sentence-transformers, torch, ...), kept apart so the
+# package can be re-installed in a second without copying torch again.
+PYTHON_DEPS   ?= /usr/local/lib/pgvectorizer/deps
+# torch from a CPU wheel on disk when there is one: PyPI's pulls gigabytes of CUDA libraries.
+TORCH_WHEEL   ?= $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
 # The demo/test cluster (scripts/cluster.sh); a caller's own PGPORT/PGHOST win.
 PGPORT ?= 5488
@@ -42,16 +47,21 @@ ai.control: control/ai.control.in Makefile
 extension/ai--$(EXTVERSION).sql: $(SQL_SOURCES) Makefile
 	@mkdir -p $(@D)
 	cat $(SQL_SOURCES) | sed -e 's/@EXTVERSION@/$(EXTVERSION)/g' \
-	    -e 's|@PYTHON_TARGET@|$(PYTHON_TARGET)|g' > $@
+	    -e 's|@PYTHON_TARGET@|$(PYTHON_TARGET)|g' -e 's|@PYTHON_DEPS@|$(PYTHON_DEPS)|g' > $@
 
 # The package for the server's own interpreter (Debian's /usr/bin/python3, which PL/Python
 # embeds); same CPython minor version as the user's, so pip can target it directly.
 install-python:
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(PYTHON_TARGET) ./python_pkg
 
+# What the package imports inside the server (python_pkg/requirements-server.txt).
+install-python-deps:
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade --target $(PYTHON_DEPS) \
+	    $(TORCH_WHEEL) -r python_pkg/requirements-server.txt
+
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup demo test pytest lint install-python
+.PHONY: setup demo test pytest lint install-python install-python-deps
 setup:
 	$(SUDO) env PYTHON=$(shell command -v $(PY)) PGPORT=$(PGPORT) scripts/setup.sh
 

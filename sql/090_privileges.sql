@@ -17,7 +17,10 @@ BEGIN
         EXECUTE format('GRANT INSERT ON ai._vectorizer_errors TO %I WITH GRANT OPTION', to_user);
         EXECUTE format('GRANT INSERT, UPDATE ON ai._vectorizer_worker_progress TO %I WITH GRANT OPTION', to_user);
         EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_register(name, regclass, text, jsonb, name, name), '
-                       'ai._vectorizer_unregister(int4, bool), ai._vectorizer_set_disabled(int4, bool) TO %I', to_user);
+                       'ai._vectorizer_unregister(int4, bool), ai._vectorizer_set_disabled(int4, bool), '
+                       'ai.execute_vectorizer(int4, int8, float8), ai.execute_vectorizer(text, int8, float8), '
+                       'ai._vectorizer_index_job(int4), ai.embed(jsonb, text) TO %I', to_user);
+        EXECUTE format('GRANT EXECUTE ON PROCEDURE ai._vectorizer_job(int4) TO %I', to_user);
     ELSE
         EXECUTE format('GRANT USAGE ON SCHEMA ai TO %I', to_user);
         EXECUTE format('GRANT SELECT ON ai.vectorizer, ai.vectorizer_status, ai.vectorizer_errors TO %I', to_user);
@@ -36,3 +39,13 @@ REVOKE ALL ON FUNCTION ai._vectorizer_drop_objects(ai.vectorizer, bool) FROM PUB
 REVOKE ALL ON FUNCTION ai._vectorizer_handle_drops() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_handle_alters() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai.python_info() FROM PUBLIC;
+-- Running the pipeline loads models into the backend and calls providers with the server's
+-- API keys: admins only. An embedding config could send the server's key to any base_url.
+REVOKE ALL ON FUNCTION ai.execute_vectorizer(int4, int8, float8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.execute_vectorizer(text, int8, float8) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE ai._vectorizer_job(int4) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.embed(jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_index_job(int4) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_schedule(ai.vectorizer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_unschedule(int4) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_set_job_active(int4, bool) FROM PUBLIC;

@@ -31,15 +31,18 @@ class Vectorizer:
     failed_table: str
     config: Mapping[str, Any]
     disabled: bool = False
+    pk_types: tuple[str, ...] = ()  # the key columns' types, as format_type writes them
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Vectorizer:
         """Build from a row of ai.vectorizer (column name to value)."""
-        pk = tuple(p["attname"] for p in sorted(row["source_pk"], key=lambda p: p["pknum"]))
+        source_pk = sorted(row["source_pk"], key=lambda p: p["pknum"])
+        pk = tuple(p["attname"] for p in source_pk)
         v = cls(id=row["id"], name=row["name"], source_schema=row["source_schema"],
                 source_table=row["source_table"], pk=pk, queue_schema=row["queue_schema"],
                 queue_table=row["queue_table"], failed_table=row["queue_failed_table"],
-                config=row["config"], disabled=bool(row.get("disabled", False)))
+                config=row["config"], disabled=bool(row.get("disabled", False)),
+                pk_types=tuple(str(p["typname"]) for p in source_pk))
         v.check()
         return v
 

@@ -18,6 +18,18 @@ class ApiKeyMissing(ConfigError):
     """The environment variable named by the embedding config's api_key_name is not set."""
 
 
+class MissingDependency(ConfigError):
+    """A Python package the configuration needs is not installed (`package` is its pip name)."""
+
+    def __init__(self, message: str, *, package: str) -> None:
+        super().__init__(message)
+        self.package = package
+
+
+class MissingModel(ConfigError):
+    """A local model cannot be found or loaded where the embedder runs."""
+
+
 class EmbeddingError(VectorizerError):
     """A provider could not embed a batch.
 

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from .config import Vectorizer
+from .db import index as db_index
 from .db import queue as db
 from .db.connection import connect
 from .dotenv import load_env
@@ -43,6 +44,9 @@ BATCHES_IN_FLIGHT = 2  # per unit of concurrency (-c)
 # vectorizer. (A NOTIFY from the source's triggers would wake it sooner, but it takes a global
 # lock at every writer's commit and halved write throughput in bench/write_path.sh.)
 WAKE_INTERVAL = 2.0  # seconds
+# How often a long-running worker asks whether a vectorizer's vector index is due (a bounded
+# count of the store), whatever its queue holds.
+INDEX_CHECK_INTERVAL = 30.0  # seconds
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -90,6 +94,7 @@ class Worker:
         # with once=True kept, so that run() reports them and a cron job exits non-zero.
         self._error_count = 0
         self._errors: list[str] = []
+        self._no_index: set[int] = set()  # vectorizers whose index this role may not build
 
     # --- public API -------------------------------------------------------------------------
 
@@ -137,6 +142,7 @@ class Worker:
             if self._progress is not None:
                 self._progress.close()
                 self._progress = None
+        await asyncio.gather(*(self._keep_index(v) for v in vectorizers))
         if self._errors:
             raise VectorizerError("; ".join(self._errors))
 
@@ -174,10 +180,36 @@ class Worker:
         the wait: the watcher would otherwise retry, and record the error, every few seconds.
         """
         wake = self._wake[v.id]
-        while not self.stopping:
-            wake.clear()
-            healthy = await self._drain(v)
-            await self._sleep(wake if healthy else None, self.poll_interval.total_seconds())
+        indexer = asyncio.create_task(self._index_loop(v))
+        try:
+            while not self.stopping:
+                wake.clear()
+                healthy = await self._drain(v)
+                await self._sleep(wake if healthy else None, self.poll_interval.total_seconds())
+        finally:
+            indexer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await indexer
+
+    async def _index_loop(self, v: Vectorizer) -> None:
+        """Beside the batches, never after an empty queue: the index comes at min_rows."""
+        while not self.stopping and v.id not in self._no_index:
+            await self._keep_index(v)
+            await self._sleep(None, INDEX_CHECK_INTERVAL)
+
+    async def _keep_index(self, v: Vectorizer) -> None:
+        if v.id in self._no_index or self.stopping:
+            return
+        try:
+            for statement in await db_index.keep(self.db_url, v.id):
+                logger.info("vectorizer %s: %s", v.name, statement)
+        except psycopg.errors.InsufficientPrivilege as e:
+            self._no_index.add(v.id)
+            logger.warning("vectorizer %s: this role may not build its vector index (%s); run a "
+                           "worker as the store's owner, or schedule it with pg_cron",
+                           v.name, str(e).strip())
+        except psycopg.Error as e:
+            await self._record(v, f"building the vector index: {e}")
 
     async def _sleep(self, event: asyncio.Event | None, seconds: float) -> None:
         """Wait `seconds`, or less if `event` is set or the worker is stopping."""

@@ -50,6 +50,9 @@ class Queries:
     """The statements for one vectorizer; parameters are named in each docstring."""
 
     v: Vectorizer
+    # Inside PostgreSQL (PL/Python) a call is one transaction: its key locks are the
+    # transaction's, so an error can never leave one behind in the session.
+    xact_locks: bool = False
     claim: sql.Composed = field(init=False)
     existing: sql.Composed = field(init=False)
     retry: sql.Composed = field(init=False)
@@ -58,6 +61,7 @@ class Queries:
     delete_key_chunks: sql.Composed = field(init=False)
     clear_failed: sql.Composed = field(init=False)
     copy_chunks: sql.Composed = field(init=False)
+    insert_chunks: sql.Composed = field(init=False)
     set_column: sql.Composed = field(init=False)
     ack: sql.Composed = field(init=False)
     release: sql.Composed = field(init=False)
@@ -74,7 +78,9 @@ class Queries:
         dest = v.destination
         store = sql.Identifier(dest.get("target_schema", ""), dest.get("target_table", ""))
         reads = sql.SQL(", ").join(sql.SQL("src.{}").format(sql.Identifier(c)) for c in v.read_columns)
-        match = sql.SQL(v.row_filter) if v.row_filter else sql.SQL("true")
+        # %% keeps a LIKE pattern's % from being read as a parameter placeholder.
+        match = sql.SQL(v.row_filter.replace("%", "%%")) if v.row_filter else sql.SQL("true")
+        try_lock = sql.SQL("pg_try_advisory_xact_lock" if self.xact_locks else "pg_try_advisory_lock")
         set_ = object.__setattr__
 
         # %(limit)s rows, %(lock_space)s int4, %(token)s uuid, %(lease)s seconds.
@@ -89,7 +95,7 @@ WITH picked AS (
 ), keys AS MATERIALIZED (
     SELECT DISTINCT {pk}, pg_catalog.hashtext(ROW({pk})::text) AS _ai_lock FROM picked
 ), locked AS MATERIALIZED (
-    SELECT * FROM keys WHERE pg_catalog.pg_try_advisory_lock(%(lock_space)s, _ai_lock)
+    SELECT * FROM keys WHERE pg_catalog.{try_lock}(%(lock_space)s, _ai_lock)
 ), marked AS (
     UPDATE {queue} AS q
        SET claimed_by = %(token)s,
@@ -106,7 +112,8 @@ SELECT {l_pk}, l._ai_lock, a._ai_attempts, s._ai_found, s._ai_match, {s_reads}
                        FROM {source} AS src WHERE {src_l}) AS s ON true
 """).format(pk=_ids(pk), queue=queue, q2_l=_key_match(pk, "q2", "l"), q_pk=_ids(pk, "q"),
             l_pk=_ids(pk, "l"), a_l=_key_match(pk, "a", "l"), src_l=_key_match(pk, "src", "l"),
-            s_reads=_ids(v.read_columns, "s"), match=match, reads=reads, source=source))
+            s_reads=_ids(v.read_columns, "s"), match=match, reads=reads, source=source,
+            try_lock=try_lock))
 
         # %(token)s. Chunks already stored for the claimed keys, to reuse unchanged vectors.
         set_(self, "existing", sql.SQL(
@@ -148,6 +155,12 @@ SELECT {l_pk}, l._ai_lock, a._ai_attempts, s._ai_found, s._ai_match, {s_reads}
 
         set_(self, "copy_chunks", sql.SQL("COPY {store} ({cols}) FROM STDIN (FORMAT BINARY)").format(
             store=store, cols=_ids(pk + STORE_COLUMNS)))
+
+        # Positional: one array per key column, then seq, chunk, embedding and hash arrays.
+        # Where COPY cannot be used (PL/Python).
+        set_(self, "insert_chunks", sql.SQL("INSERT INTO {store} ({cols}) SELECT * FROM unnest({arrays})").format(
+            store=store, cols=_ids(pk + STORE_COLUMNS),
+            arrays=sql.SQL(", ").join(sql.SQL("%s") for _ in pk + STORE_COLUMNS)))
 
         # Positional: vector (or NULL), key values. destination_column's write.
         column = sql.Identifier(str(dest.get("embedding_column", "")))

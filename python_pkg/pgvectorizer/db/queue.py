@@ -15,8 +15,8 @@ import psycopg
 from psycopg import sql
 
 from ..config import Vectorizer
-from ..pipeline import BatchResult, Key, SourceRow, retry_delay
-from . import queries
+from ..pipeline import BatchResult, Key, SourceRow, StoredChunk
+from . import queries, steps
 from .connection import connect
 
 
@@ -67,17 +67,7 @@ class QueueSession:
         token = uuid.uuid4()
         cur = await self.conn.execute(self.q.claim, {
             "limit": limit, "lock_space": self.lock_space, "token": token, "lease": self.lease})
-        n = len(self.v.pk)
-        names = self.v.read_columns
-        rows: list[SourceRow] = []
-        orphans: list[int] = []
-        for rec in await cur.fetchall():
-            key, (lock, attempts, found, match), values = rec[:n], rec[n:n + 4], rec[n + 4:]
-            if attempts is None:
-                orphans.append(lock)  # locked, but every queue row went to someone else
-                continue
-            rows.append(SourceRow(tuple(key), lock, attempts, bool(found), bool(match),
-                                  dict(zip(names, values, strict=True))))
+        rows, orphans = steps.rows_from_claim(self.v, await cur.fetchall())
         if orphans:
             await self.unlock(orphans)
         return token, rows
@@ -98,42 +88,29 @@ class QueueSession:
 
     async def write(self, token: uuid.UUID, rows: Iterable[SourceRow], result: BatchResult) -> None:
         """One transaction: errors back to the queue (or to failed items), the rest stored."""
-        attempts = {r.key: r.attempts for r in rows}
         async with self.conn.transaction(), self.conn.cursor() as cur:
-            for err in result.errors:
-                # A provider may recover; a text that cannot be chunked will not.
-                if err.step != "chunking" and attempts[err.key] < self.v.max_attempts:
-                    delay = retry_delay(attempts[err.key], self.retry_base, err.retry_after)
-                    await cur.execute(self.q.retry, (delay, token, *err.key))
+            for name, params in steps.write_steps(self.v, token, list(rows), result,
+                                                  retry_base=self.retry_base):
+                if name == steps.CHUNKS:
+                    await self._copy(cur, params)
+                elif len(params) == 1:
+                    await cur.execute(self._statement(name), params[0])
                 else:
-                    await cur.execute(self.q.give_up, (token, *err.key, err.step, err.message))
-                    await self._clear(cur, err.key)
-            if self.v.to_column:
-                await cur.executemany(self.q.set_column,
-                                      [(vec, *key) for key, vec in result.column_values])
-            else:
-                await cur.execute(self.q.delete_chunks, {"token": token})
-                if result.chunks:
-                    await self._copy(cur, result)
-            await cur.execute(self.q.clear_failed, {"token": token})
-            await cur.execute(self.q.ack, {"token": token})
-            if result.done:
-                await cur.execute(queries.RECORD_SUCCESS, (self.v.id, result.done))
-            for message, details in _error_records(result):
-                await cur.execute(queries.RECORD_ERROR, (self.v.id, message, json.dumps(details)))
+                    await cur.executemany(self._statement(name), params)
 
-    async def _clear(self, cur: psycopg.AsyncCursor[Any], key: Key) -> None:
-        """A row given up on keeps no embedding of an older text."""
-        if self.v.to_column:
-            await cur.execute(self.q.set_column, (None, *key))
-        else:
-            await cur.execute(self.q.delete_key_chunks, key)
+    def _statement(self, name: str) -> sql.SQL | sql.Composed:
+        if name == steps.RECORD_SUCCESS:
+            return queries.RECORD_SUCCESS
+        if name == steps.RECORD_ERROR:
+            return queries.RECORD_ERROR
+        statement: sql.Composed = getattr(self.q, name)
+        return statement
 
-    async def _copy(self, cur: psycopg.AsyncCursor[Any], result: BatchResult) -> None:
+    async def _copy(self, cur: psycopg.AsyncCursor[Any], chunks: list[StoredChunk]) -> None:
         assert self._copy_types is not None
         async with cur.copy(self.q.copy_chunks) as copy:
             copy.set_types(self._copy_types)
-            for c in result.chunks:
+            for c in chunks:
                 await copy.write_row((*c.key, c.seq, c.chunk, c.vector, c.digest))
 
     async def release(self, token: uuid.UUID) -> None:
@@ -143,16 +120,6 @@ class QueueSession:
     async def unlock(self, locks: list[int]) -> None:
         if locks:
             await self.conn.execute(self.q.unlock, {"lock_space": self.lock_space, "locks": locks})
-
-
-def _error_records(result: BatchResult) -> list[tuple[str, dict[str, Any]]]:
-    """One ai.vectorizer_errors row per distinct message in the batch, with the keys it hit."""
-    grouped: dict[tuple[str, str], list[Key]] = {}
-    for err in result.errors:
-        grouped.setdefault((err.step, err.message), []).append(err.key)
-    return [(f"{step}: {message}", {"step": step, "keys": [list(k) for k in keys[:100]],
-                                    "rows": len(keys)})
-            for (step, message), keys in grouped.items()]
 
 
 async def load_vectorizers(conn: psycopg.AsyncConnection[Any],

@@ -15,7 +15,12 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from pgvectorizer.embedders import config_dimensions, config_str
-from pgvectorizer.errors import ConfigError, EmbeddingError
+from pgvectorizer.errors import (
+    ConfigError,
+    EmbeddingError,
+    MissingDependency,
+    MissingModel,
+)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 64  # texts per forward pass
@@ -92,9 +97,10 @@ def load_model(config: Mapping[str, Any]) -> SentenceEncoder:
     try:
         import sentence_transformers
     except ImportError as exc:
-        raise ConfigError("the sentence_transformers embedder needs `pip install "
-                          "sentence-transformers torch==2.13.0` (or pgvectorizer[local]) "
-                          f"in the worker's Python: {exc}") from exc
+        raise MissingDependency("the sentence_transformers embedder needs `pip install "
+                                "sentence-transformers torch==2.13.0` (or pgvectorizer[local]) "
+                                f"in the worker's Python: {exc}",
+                                package="sentence-transformers") from exc
     path = resolve_model(name)
     device = resolve_device(str(config.get("device") or "auto"))
     key = (path, device)
@@ -102,11 +108,11 @@ def load_model(config: Mapping[str, Any]) -> SentenceEncoder:
         model: Any = _models.get(key)
         if model is None:
             if _looks_like_path(path) and not os.path.exists(os.path.expanduser(path)):
-                raise ConfigError(f"sentence-transformers model {name!r}: no such directory")
+                raise MissingModel(f"sentence-transformers model {name!r}: no such directory")
             try:
                 model = sentence_transformers.SentenceTransformer(path, device=device)
             except Exception as exc:  # hub, IO and parsing errors all mean "not usable"
-                raise ConfigError(f"sentence-transformers model {name!r} could not be loaded "
+                raise MissingModel(f"sentence-transformers model {name!r} could not be loaded "
                                   f"({type(exc).__name__}: {exc}); {_install_hint(name)}") from exc
             if device.startswith("cuda"):
                 model.half()  # fp16 halves memory and roughly doubles throughput on GPUs

@@ -1,0 +1,227 @@
+-- Running vectorizers inside the database: ai.execute_vectorizer (PL/Python, the same pipeline
+-- as the worker), the pg_cron jobs that call it, ai.embed for queries, and the vector index.
+-- The PL/Python bodies only import the package and call it (pgvectorizer/indb/api.py).
+
+CREATE FUNCTION ai.execute_vectorizer(vectorizer_id int4, max_rows int8 DEFAULT NULL, max_seconds float8 DEFAULT 60)
+RETURNS jsonb
+LANGUAGE plpython3u VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+import sys
+if "pgvectorizer.indb.api" not in sys.modules:
+    plpy.execute("SELECT ai._python_setup()")
+from pgvectorizer.indb import api
+return api.execute_vectorizer(plpy, vectorizer_id, max_rows, max_seconds)
+$$;
+COMMENT ON FUNCTION ai.execute_vectorizer(int4, int8, float8)
+    IS 'Process a vectorizer''s queue in this transaction until it is empty or a bound (rows, seconds) is reached; returns what it did';
+
+CREATE FUNCTION ai.execute_vectorizer(name text, max_rows int8 DEFAULT NULL, max_seconds float8 DEFAULT 60)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT ai.execute_vectorizer(ai._vectorizer_by_name(name), max_rows, max_seconds);
+END;
+COMMENT ON FUNCTION ai.execute_vectorizer(text, int8, float8) IS 'ai.execute_vectorizer by vectorizer name';
+
+-- What a vectorizer's pg_cron job calls: a procedure, so that it can commit after each batch.
+-- A procedure with a SET clause may not commit, so it pins search_path itself, in each
+-- transaction (api.run_job).
+CREATE PROCEDURE ai._vectorizer_job(vectorizer_id int4)
+LANGUAGE plpython3u AS $$
+import sys
+if "pgvectorizer.indb.api" not in sys.modules:
+    plpy.execute("SELECT ai._python_setup()")
+from pgvectorizer.indb import api
+api.run_job(plpy, vectorizer_id)
+$$;
+COMMENT ON PROCEDURE ai._vectorizer_job(int4) IS 'pg_cron''s entry: run a vectorizer for its scheduling''s max_seconds, committing each batch';
+
+-- ai.embed returns pgvector's type, whose schema is known only now.
+DO $do$
+DECLARE
+    vec text := (SELECT format('%I.vector', n.nspname) FROM pg_extension e
+                   JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector');
+    body text := $body$
+import sys
+if "pgvectorizer.indb.api" not in sys.modules:
+    plpy.execute("SELECT ai._python_setup()")
+from pgvectorizer.indb import api
+return api.embed(plpy, input, %s)
+$body$;
+BEGIN
+    -- IMMUTABLE, as pgai's embedding functions: the planner then computes the query vector
+    -- once, not once per row of a sequential scan. A vectorizer's model never changes after
+    -- creation; answers are also cached per backend.
+    EXECUTE format($f$CREATE FUNCTION ai.embed(vectorizer_id int4, input text) RETURNS %s
+        LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+        AS %L$f$, vec, format(body, 'vectorizer_id=vectorizer_id'));
+    EXECUTE format($f$CREATE FUNCTION ai.embed(vectorizer_name text, input text) RETURNS %s
+        LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+        AS %L$f$, vec, format(body, 'name=vectorizer_name'));
+    EXECUTE format($f$CREATE FUNCTION ai.embed(embedding jsonb, input text) RETURNS %s
+        LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+        AS %L$f$, vec, format(body, 'config=embedding'));
+END $do$;
+COMMENT ON FUNCTION ai.embed(int4, text) IS 'The vector of a text from the model of a vectorizer (by id), for a query';
+COMMENT ON FUNCTION ai.embed(text, text) IS 'The vector of a text from the model of a vectorizer (by name), for a query';
+COMMENT ON FUNCTION ai.embed(jsonb, text) IS 'The vector of a text from the model of an embedding config (ai.embedding_*)';
+
+-- --- the vector index ------------------------------------------------------------------------
+-- CREATE INDEX CONCURRENTLY cannot run inside a function, so this only says what to run next:
+-- the worker runs it on its own connection, and in-database runs give it to a pg_cron job.
+-- NULL when nothing is to be done: no HNSW configured, a vector index already there (ours or
+-- the user's) or being built, the store still under min_rows, or (create_when_queue_empty)
+-- the queue not yet empty. A build that failed leaves an invalid index, dropped first.
+-- Where a vectorizer's index goes: the table, the vector column, and our name for the index.
+CREATE FUNCTION ai._vectorizer_index_target(v ai.vectorizer, OUT tbl regclass, OUT col name, OUT idx_name name)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dest jsonb := v.config->'destination';
+BEGIN
+    IF dest->>'implementation' = 'table' THEN
+        tbl := to_regclass(format('%I.%I', dest->>'target_schema', dest->>'target_table'));
+        col := 'embedding';
+        idx_name := left(dest->>'target_table', 49) || '_embedding_idx';
+    ELSE
+        tbl := to_regclass(format('%I.%I', v.source_schema, v.source_table));
+        col := dest->>'embedding_column';
+        idx_name := left(v.source_table || '_' || col, 59) || '_idx';
+    END IF;
+END $$;
+
+CREATE FUNCTION ai._vectorizer_index_plan(vectorizer_id int4) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v        ai.vectorizer := ai._vectorizer_get(vectorizer_id);
+    ix       jsonb := v.config->'indexing';
+    tbl      regclass;
+    col      name;
+    idx_name name;
+    idx      regclass;
+    n        int8;
+    opts     text;
+    vec_nsp  name := (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                       WHERE e.extname = 'vector');
+BEGIN
+    IF ix->>'implementation' IS DISTINCT FROM 'hnsw' THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO tbl, col, idx_name FROM ai._vectorizer_index_target(v);
+    IF tbl IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT i.indexrelid INTO idx FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+     WHERE i.indrelid = tbl AND c.relname = idx_name;
+    IF idx IS NOT NULL THEN
+        IF (SELECT indisvalid FROM pg_index WHERE indexrelid = idx)
+           OR EXISTS (SELECT 1 FROM pg_stat_progress_create_index WHERE index_relid = idx) THEN
+            RETURN NULL;
+        END IF;
+        RETURN format('DROP INDEX CONCURRENTLY IF EXISTS %s', idx);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 JOIN pg_am am ON am.oid = c.relam
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attname = col
+                WHERE i.indrelid = tbl AND am.amname IN ('hnsw', 'ivfflat') AND a.attnum = ANY (i.indkey)) THEN
+        RETURN NULL;
+    END IF;
+    IF coalesce((ix->>'create_when_queue_empty')::bool, false) THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I)', v.queue_schema, v.queue_table) INTO STRICT n;
+        IF n THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    -- Counting stops at min_rows, so a check on a big store stays cheap.
+    EXECUTE format('SELECT count(*) FROM (SELECT FROM %s WHERE %I IS NOT NULL LIMIT %s) AS s',
+                   tbl, col, (ix->>'min_rows')::int8) INTO n;
+    IF n < (ix->>'min_rows')::int8 THEN
+        RETURN NULL;
+    END IF;
+    opts := nullif(concat_ws(', ', 'm = ' || (ix->>'m')::int4, 'ef_construction = ' || (ix->>'ef_construction')::int4), '');
+    RETURN format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %s USING hnsw (%I %I.%I)%s',
+                  idx_name, tbl, col, vec_nsp, ix->>'opclass', ' WITH (' || opts || ')');
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_index_plan(int4) IS 'The statement that builds (or clears the way for) a vectorizer''s HNSW index now, or NULL';
+
+-- Keeps a vectorizer's one-off index job in pg_cron in step with _vectorizer_index_plan: made
+-- when an index is due, pointed at the next statement, removed once the index is there. It
+-- runs as the vectorizer's owner, who owns the store.
+CREATE FUNCTION ai._vectorizer_index_job(vectorizer_id int4) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v        ai.vectorizer;
+    plan     text;
+    job      int8;
+    command  text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    v := ai._vectorizer_get(vectorizer_id);
+    PERFORM ai._vectorizer_check_caller(v.owner, 'execute_vectorizer');
+    -- A build under way is left to finish: removing its job would cancel it.
+    IF EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
+                WHERE p.relid = (SELECT tbl FROM ai._vectorizer_index_target(v))) THEN
+        RETURN;
+    END IF;
+    plan := ai._vectorizer_index_plan(vectorizer_id);
+    SELECT j.jobid, j.command INTO job, command FROM cron.job j
+     WHERE j.jobname = ai._vectorizer_job_name(v.id, 'index') AND j.database = current_database();
+    IF plan IS NULL THEN
+        IF job IS NOT NULL THEN
+            PERFORM cron.unschedule(job);
+        END IF;
+    ELSIF job IS NULL THEN
+        PERFORM cron.schedule_in_database(ai._vectorizer_job_name(v.id, 'index'), '* * * * *', plan,
+                                          current_database(), v.owner, true);
+    ELSIF command IS DISTINCT FROM plan THEN
+        PERFORM cron.alter_job(job, command => plan);
+    END IF;
+END $$;
+
+-- --- pg_cron jobs ----------------------------------------------------------------------------
+CREATE FUNCTION ai._vectorizer_job_name(vectorizer_id int4, kind text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+RETURN format('ai_vectorizer_%s_%s', vectorizer_id, kind);
+
+-- The job that runs a vectorizer (scheduling_pg_cron), as its owner, never as the superuser
+-- who owns this function. Its id goes into the config for all to see.
+CREATE FUNCTION ai._vectorizer_schedule(v ai.vectorizer) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sched jsonb := v.config->'scheduling';
+    job   int8;
+BEGIN
+    IF sched->>'implementation' IS DISTINCT FROM 'pg_cron' THEN
+        RETURN;
+    END IF;
+    job := cron.schedule_in_database(ai._vectorizer_job_name(v.id, 'run'), sched->>'schedule',
+                                     format('CALL ai._vectorizer_job(%s)', v.id),
+                                     current_database(), v.owner, NOT v.disabled);
+    UPDATE ai.vectorizer SET config = jsonb_set(config, '{scheduling,job_id}', to_jsonb(job)) WHERE id = v.id;
+END $$;
+
+CREATE FUNCTION ai._vectorizer_unschedule(vectorizer_id int4) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        PERFORM cron.unschedule(j.jobid) FROM cron.job j
+          WHERE j.database = current_database()
+            AND j.jobname IN (ai._vectorizer_job_name(vectorizer_id, 'run'), ai._vectorizer_job_name(vectorizer_id, 'index'));
+    END IF;
+END $$;
+
+CREATE FUNCTION ai._vectorizer_set_job_active(vectorizer_id int4, active bool) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        PERFORM cron.alter_job(j.jobid, active => active) FROM cron.job j
+          WHERE j.database = current_database() AND j.jobname = ai._vectorizer_job_name(vectorizer_id, 'run');
+    END IF;
+END $$;
