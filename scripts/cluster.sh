@@ -17,6 +17,7 @@ DB=pgvectorizer
 ROLE=${SUDO_USER:-$(id -un)}
 CONFDIR=/etc/postgresql/$VERSION/$NAME
 CONF=$CONFDIR/conf.d/pgvectorizer.conf
+ENVFILE=$CONFDIR/environment   # the server processes' environment (pg_ctlcluster reads it)
 
 say() { echo "cluster: $*"; }
 die() { echo "cluster: $*" >&2; exit 1; }
@@ -59,6 +60,19 @@ cron.use_background_workers = on
 # Room for pg_cron's job workers next to parallel query workers.
 max_worker_processes = 24
 # Durability (fsync, synchronous_commit, full_page_writes) stays at PostgreSQL's defaults.
+EOF
+}
+
+# What in-database runs (PL/Python) see in os.environ.
+desired_env() {
+    cat <<'EOF'
+# Managed by scripts/cluster.sh: local edits are overwritten on the next 'start'.
+# Same syntax as postgresql.conf. Models come from local paths or packages, never a hub.
+HF_HUB_OFFLINE = 1
+TOKENIZERS_PARALLELISM = 'false'
+# A dummy key for the tests' fake OpenAI server on loopback (api_key_name in their configs);
+# real keys go here too, never into the database.
+PGVECTORIZER_TEST_API_KEY = 'test-key-not-a-secret'
 EOF
 }
 
@@ -118,6 +132,11 @@ start() {
         say "writing $CONF"
         desired_conf | as_postgres tee "$CONF" >/dev/null
         restart=1   # shared_preload_libraries only takes effect on a restart
+    fi
+    if ! desired_env | cmp -s - "$ENVFILE"; then
+        say "writing $ENVFILE"
+        desired_env | as_postgres tee "$ENVFILE" >/dev/null
+        restart=1
     fi
     if ! running; then
         say "starting cluster $VERSION/$NAME"
