@@ -216,12 +216,12 @@ BEGIN
     END IF;
 END $$;
 
-CREATE FUNCTION ai._vectorizer_set_job_active(vectorizer_id int4, active bool) RETURNS void
+CREATE FUNCTION ai._vectorizer_set_job_active(vectorizer_id int4, make_active bool) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
-        PERFORM cron.alter_job(j.jobid, active => active) FROM cron.job j
+        PERFORM cron.alter_job(j.jobid, active => make_active) FROM cron.job j
           WHERE j.database = current_database() AND j.jobname = ai._vectorizer_job_name(vectorizer_id, 'run');
     END IF;
 END $$;
