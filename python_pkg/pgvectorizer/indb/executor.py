@@ -62,8 +62,13 @@ def execute(plpy: Any, v: Vectorizer, *, max_rows: int | None, max_seconds: floa
             started: float | None = None) -> Outcome:
     start = time.monotonic() if started is None else started
     out = Outcome(v.id)
-    pipeline = Pipeline(v, make_embedder(v.embedding, env))  # the model loads here, once per backend
     queue = SpiQueue(plpy, v, lease=LEASE, retry_base=RETRY_BASE)
+    if not queue.has_work():
+        # A scheduled run is a new backend: with nothing to do, it loads no model.
+        out.stopped = "queue_empty"
+        out.seconds = round(time.monotonic() - start, 3)
+        return out
+    pipeline = Pipeline(v, make_embedder(v.embedding, env))  # the model loads here, once per backend
     last = 0.0  # seconds the last batch took
     claimed = 0
     try:

@@ -72,6 +72,11 @@ class SpiQueue:
             plan = self._plans[name] = Plan(self.plpy, query, self._types[name])
         return plan
 
+    def has_work(self) -> bool:
+        """Is there a row to claim now? Cheap, and asked before a model is loaded."""
+        rows = self.plpy.execute(self.q.probe.as_string(None))
+        return bool(rows and next(iter(rows[0].values())))
+
     def claim(self, limit: int) -> tuple[str, list[SourceRow]]:
         token = str(uuid.uuid4())
         result = self._plan("claim").execute({
