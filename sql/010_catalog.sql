@@ -38,8 +38,22 @@ CREATE TABLE ai._vectorizer_worker_progress
 );
 COMMENT ON TABLE ai._vectorizer_worker_progress IS 'Running totals and the latest success and error per vectorizer';
 
+-- Reports that found the totals' row locked by another transaction (an in-database run holds
+-- it until it commits), waiting to be added to it: no batch ever waits for another's report.
+CREATE TABLE ai._vectorizer_progress_log
+( vectorizer_id       int4 NOT NULL REFERENCES ai.vectorizer (id) ON DELETE CASCADE
+, success_count       int8 NOT NULL DEFAULT 0
+, error_count         int8 NOT NULL DEFAULT 0
+, last_success_at     timestamptz
+, last_error_at       timestamptz
+, last_error_message  text
+);
+CREATE INDEX ON ai._vectorizer_progress_log (vectorizer_id);
+COMMENT ON TABLE ai._vectorizer_progress_log IS 'Progress reports not yet added to ai._vectorizer_worker_progress';
+
 -- pg_dump keeps the rows of these extension-owned tables.
 SELECT pg_catalog.pg_extension_config_dump('ai.vectorizer', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ai.vectorizer', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_worker_progress', '');
+SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_progress_log', '');

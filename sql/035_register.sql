@@ -76,6 +76,9 @@ BEGIN
     v.owner := caller;
     v.created_at := now();
     INSERT INTO ai.vectorizer SELECT v.*;
+    -- Its totals row exists from the start: a first report then never has to insert it,
+    -- which could wait on another transaction inserting it too.
+    INSERT INTO ai._vectorizer_worker_progress (vectorizer_id) VALUES (v.id);
     PERFORM ai._vectorizer_create_queue(v);
     PERFORM ai._vectorizer_schedule(v);
     RETURN v;

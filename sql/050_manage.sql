@@ -155,13 +155,52 @@ BEGIN
 END $$;
 
 -- What a worker reports: a batch done, or an error (kept in full in ai.vectorizer_errors).
+-- A report goes into the vectorizer's totals row when it is free, and otherwise into the log,
+-- which the next report that gets the row adds in: a batch's write never waits on the row,
+-- even while an in-database run keeps it locked for a whole call.
+CREATE FUNCTION ai._vectorizer_report(vectorizer_id int4, successes int8, error_message text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    at timestamptz := clock_timestamp();
+BEGIN
+    PERFORM FROM ai._vectorizer_worker_progress p WHERE p.vectorizer_id = _vectorizer_report.vectorizer_id
+        FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        INSERT INTO ai._vectorizer_progress_log (vectorizer_id, success_count, error_count, last_success_at,
+                                                last_error_at, last_error_message)
+        VALUES (vectorizer_id, successes, (error_message IS NOT NULL)::int, CASE WHEN successes > 0 THEN at END,
+                CASE WHEN error_message IS NOT NULL THEN at END, error_message);
+        RETURN;
+    END IF;
+    WITH logged AS (
+        DELETE FROM ai._vectorizer_progress_log l WHERE l.vectorizer_id = _vectorizer_report.vectorizer_id RETURNING l.*
+    ), reports AS (
+        SELECT success_count, error_count, last_success_at, last_error_at, last_error_message FROM logged
+        UNION ALL
+        SELECT successes, (error_message IS NOT NULL)::int, CASE WHEN successes > 0 THEN at END,
+               CASE WHEN error_message IS NOT NULL THEN at END, error_message
+    ), summed AS (
+        SELECT sum(success_count) AS successes, sum(error_count) AS errors, max(last_success_at) AS success_at,
+               max(last_error_at) AS error_at,
+               (array_agg(last_error_message ORDER BY last_error_at DESC) FILTER (WHERE last_error_at IS NOT NULL))[1] AS message
+          FROM reports
+    )
+    UPDATE ai._vectorizer_worker_progress p
+       SET success_count = p.success_count + r.successes,
+           error_count = p.error_count + r.errors,
+           last_success_at = greatest(p.last_success_at, r.success_at),
+           last_error_at = greatest(p.last_error_at, r.error_at),
+           last_error_message = CASE WHEN r.error_at > p.last_error_at OR p.last_error_at IS NULL
+                                     THEN coalesce(r.message, p.last_error_message) ELSE p.last_error_message END
+      FROM summed r
+     WHERE p.vectorizer_id = _vectorizer_report.vectorizer_id;
+END $$;
+
 CREATE FUNCTION ai._vectorizer_record_success(vectorizer_id int4, items int8) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    INSERT INTO ai._vectorizer_worker_progress AS p (vectorizer_id, success_count, last_success_at)
-    VALUES (vectorizer_id, items, clock_timestamp())
-    ON CONFLICT (vectorizer_id) DO UPDATE
-       SET success_count = p.success_count + excluded.success_count, last_success_at = excluded.last_success_at;
+    SELECT ai._vectorizer_report(vectorizer_id, items, NULL);
 END;
 COMMENT ON FUNCTION ai._vectorizer_record_success(int4, int8) IS 'Worker-facing: count processed rows and stamp the last success';
 
@@ -170,13 +209,26 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     INSERT INTO ai._vectorizer_errors (id, message, details, recorded)
     VALUES (vectorizer_id, message, coalesce(details, '{}'), clock_timestamp());
-    INSERT INTO ai._vectorizer_worker_progress AS p (vectorizer_id, error_count, last_error_at, last_error_message)
-    VALUES (vectorizer_id, 1, clock_timestamp(), message)
-    ON CONFLICT (vectorizer_id) DO UPDATE
-       SET error_count = p.error_count + 1, last_error_at = excluded.last_error_at,
-           last_error_message = excluded.last_error_message;
+    SELECT ai._vectorizer_report(vectorizer_id, 0, message);
 END;
 COMMENT ON FUNCTION ai._vectorizer_record_error(int4, text, jsonb) IS 'Worker-facing: record an error for the errors view and the status';
+
+-- The totals with the reports still in the log.
+CREATE VIEW ai._vectorizer_progress AS
+SELECT v.id AS vectorizer_id
+     , coalesce(p.success_count, 0) + coalesce(l.successes, 0) AS success_count
+     , coalesce(p.error_count, 0) + coalesce(l.errors, 0) AS error_count
+     , greatest(p.last_success_at, l.success_at) AS last_success_at
+     , greatest(p.last_error_at, l.error_at) AS last_error_at
+     , CASE WHEN l.error_at > p.last_error_at OR p.last_error_at IS NULL THEN coalesce(l.message, p.last_error_message)
+            ELSE p.last_error_message END AS last_error_message
+  FROM ai.vectorizer AS v
+  LEFT JOIN ai._vectorizer_worker_progress AS p ON p.vectorizer_id = v.id
+  LEFT JOIN (SELECT vectorizer_id, sum(success_count) AS successes, sum(error_count) AS errors,
+                    max(last_success_at) AS success_at, max(last_error_at) AS error_at,
+                    (array_agg(last_error_message ORDER BY last_error_at DESC) FILTER (WHERE last_error_at IS NOT NULL))[1] AS message
+               FROM ai._vectorizer_progress_log GROUP BY vectorizer_id) AS l ON l.vectorizer_id = v.id;
+COMMENT ON VIEW ai._vectorizer_progress IS 'Per vectorizer: rows processed, errors, and the latest success and error';
 
 CREATE VIEW ai.vectorizer_errors AS
 SELECT e.id, v.name, e.message, e.details, e.recorded
@@ -200,5 +252,5 @@ SELECT v.id
      , v.disabled
      , v.config->'scheduling'->>'implementation' AS scheduling
   FROM ai.vectorizer AS v
-  LEFT JOIN ai._vectorizer_worker_progress AS p ON p.vectorizer_id = v.id;
+  LEFT JOIN ai._vectorizer_progress AS p ON p.vectorizer_id = v.id;
 COMMENT ON VIEW ai.vectorizer_status IS 'Each vectorizer with its exact pending and failed rows and its last success and error';

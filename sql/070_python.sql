@@ -22,6 +22,7 @@ except ImportError as exc:
         "the pgvectorizer Python package is not installed for the server's Python",
         detail="import failed: %s; looked in %s" % (exc, target),
         hint="Run 'make install-python' (or 'make setup') as root on the database server.",
+        sqlstate="55000",
     )
 missing = [pip for module, pip in (("numpy", "numpy"), ("psycopg", "psycopg[binary]"),
                                    ("httpx", "httpx"))
@@ -30,9 +31,11 @@ if missing:
     plpy.error(
         "Python packages that pgvectorizer needs are not installed for the server's Python: "
         + ", ".join(missing),
-        detail="looked in %s and the interpreter's own site-packages (%s)" % (deps, sys.executable),
+        detail="looked in %s and the site-packages of %s/bin/python%d.%d" % (
+            deps, sys.base_exec_prefix, *sys.version_info[:2]),
         hint="Run 'make install-python-deps' (or 'make setup') as root on the database server, "
              "or: python3 -m pip install --target %s %s" % (deps, " ".join(missing)),
+        sqlstate="55000",
     )
 from pgvectorizer.indb import api
 api.TARGET, api.DEPS = target, deps
@@ -51,7 +54,8 @@ return json.dumps({
     "package_version": pgvectorizer.__version__,
     "package_path": pgvectorizer.__file__,
     "python_version": "%d.%d.%d" % sys.version_info[:3],
-    "python_executable": sys.executable,
+    # sys.executable is empty in an embedded interpreter: the one whose library PL/Python loads.
+    "python_executable": "%s/bin/python%d.%d" % (sys.base_exec_prefix, *sys.version_info[:2]),
 })
 $$;
 COMMENT ON FUNCTION ai.python_info() IS 'The Python package the server would run: its version and path, or an error naming what to install';

@@ -101,6 +101,7 @@ DECLARE
     idx_name name;
     idx      regclass;
     n        int8;
+    queued   bool;
     opts     text;
     vec_nsp  name := (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
                        WHERE e.extname = 'vector');
@@ -128,8 +129,8 @@ BEGIN
         RETURN NULL;
     END IF;
     IF coalesce((ix->>'create_when_queue_empty')::bool, false) THEN
-        EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I)', v.queue_schema, v.queue_table) INTO STRICT n;
-        IF n THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I)', v.queue_schema, v.queue_table) INTO STRICT queued;
+        IF queued THEN
             RETURN NULL;
         END IF;
     END IF;
@@ -145,9 +146,10 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION ai._vectorizer_index_plan(int4) IS 'The statement that builds (or clears the way for) a vectorizer''s HNSW index now, or NULL';
 
--- Keeps a vectorizer's one-off index job in pg_cron in step with _vectorizer_index_plan: made
--- when an index is due, pointed at the next statement, removed once the index is there. It
--- runs as the vectorizer's owner, who owns the store.
+-- Keeps a vectorizer's one-off index job in pg_cron in step with _vectorizer_index_plan: due
+-- once, at the next minute, with the statement to run next; removed once the index is there.
+-- It runs as the vectorizer's owner, who owns the store. A job with a run under way is left
+-- alone: pg_cron would stop a job removed mid-run, leaving an invalid index behind.
 CREATE FUNCTION ai._vectorizer_index_job(vectorizer_id int4) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
@@ -155,30 +157,37 @@ DECLARE
     v        ai.vectorizer;
     plan     text;
     job      int8;
-    command  text;
+    next     timestamp;
+    schedule text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
         RETURN;
     END IF;
     v := ai._vectorizer_get(vectorizer_id);
     PERFORM ai._vectorizer_check_caller(v.owner, 'execute_vectorizer');
-    -- A build under way is left to finish: removing its job would cancel it.
+    SELECT j.jobid INTO job FROM cron.job j
+     WHERE j.jobname = ai._vectorizer_job_name(v.id, 'index') AND j.database = current_database();
     IF EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
-                WHERE p.relid = (SELECT tbl FROM ai._vectorizer_index_target(v))) THEN
+                WHERE p.relid = (SELECT tbl FROM ai._vectorizer_index_target(v)))
+       OR EXISTS (SELECT 1 FROM cron.job_run_details d WHERE d.jobid = job AND d.end_time IS NULL) THEN
         RETURN;
     END IF;
     plan := ai._vectorizer_index_plan(vectorizer_id);
-    SELECT j.jobid, j.command INTO job, command FROM cron.job j
-     WHERE j.jobname = ai._vectorizer_job_name(v.id, 'index') AND j.database = current_database();
     IF plan IS NULL THEN
         IF job IS NOT NULL THEN
             PERFORM cron.unschedule(job);
         END IF;
-    ELSIF job IS NULL THEN
-        PERFORM cron.schedule_in_database(ai._vectorizer_job_name(v.id, 'index'), '* * * * *', plan,
+        RETURN;
+    END IF;
+    -- Minute, hour, day and month of the next minute in pg_cron's time zone: a job due once.
+    next := now() AT TIME ZONE coalesce(current_setting('cron.timezone', true), 'GMT') + interval '1 minute';
+    schedule := format('%s %s %s %s *', extract(minute FROM next)::int, extract(hour FROM next)::int,
+                       extract(day FROM next)::int, extract(month FROM next)::int);
+    IF job IS NULL THEN
+        PERFORM cron.schedule_in_database(ai._vectorizer_job_name(v.id, 'index'), schedule, plan,
                                           current_database(), v.owner, true);
-    ELSIF command IS DISTINCT FROM plan THEN
-        PERFORM cron.alter_job(job, command => plan);
+    ELSE
+        PERFORM cron.alter_job(job, schedule => schedule, command => plan);
     END IF;
 END $$;
 

@@ -13,9 +13,11 @@ BEGIN
         -- WITH GRANT OPTION: an admin passes these on through grant_to and to other roles.
         EXECUTE format('GRANT USAGE ON SCHEMA ai TO %I WITH GRANT OPTION', to_user);
         EXECUTE format('GRANT SELECT ON ai.vectorizer, ai.vectorizer_status, ai.vectorizer_errors, '
-                       'ai._vectorizer_errors, ai._vectorizer_worker_progress TO %I WITH GRANT OPTION', to_user);
+                       'ai._vectorizer_errors, ai._vectorizer_worker_progress, ai._vectorizer_progress_log, '
+                       'ai._vectorizer_progress TO %I WITH GRANT OPTION', to_user);
         EXECUTE format('GRANT INSERT ON ai._vectorizer_errors TO %I WITH GRANT OPTION', to_user);
         EXECUTE format('GRANT INSERT, UPDATE ON ai._vectorizer_worker_progress TO %I WITH GRANT OPTION', to_user);
+        EXECUTE format('GRANT INSERT, DELETE ON ai._vectorizer_progress_log TO %I WITH GRANT OPTION', to_user);
         EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_register(name, regclass, text, jsonb, name, name), '
                        'ai._vectorizer_unregister(int4, bool), ai._vectorizer_set_disabled(int4, bool), '
                        'ai.execute_vectorizer(int4, int8, float8), ai.execute_vectorizer(text, int8, float8), '
@@ -26,6 +28,8 @@ BEGIN
         EXECUTE format('GRANT SELECT ON ai.vectorizer, ai.vectorizer_status, ai.vectorizer_errors TO %I', to_user);
         EXECUTE format('GRANT SELECT, INSERT ON ai._vectorizer_errors TO %I', to_user);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE ON ai._vectorizer_worker_progress TO %I', to_user);
+        EXECUTE format('GRANT SELECT, INSERT, DELETE ON ai._vectorizer_progress_log TO %I', to_user);
+        EXECUTE format('GRANT SELECT ON ai._vectorizer_progress TO %I', to_user);
     END IF;
 END $$;
 COMMENT ON FUNCTION ai.grant_vectorizer_usage(name, bool) IS 'Let a role use vectorizers (run workers, read status); with admin, also create and drop them';

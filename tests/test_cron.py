@@ -227,7 +227,7 @@ def test_pg_cron_carries_every_change_into_the_store(cron_conn: psycopg.Connecti
     # Writers keep going while the index is built and the job runs: none may wait.
     stop = threading.Event()
     commits: list[float] = []
-    errors: list[BaseException] = []
+    errors: list[psycopg.Error] = []
 
     def write() -> None:
         try:
@@ -240,7 +240,7 @@ def test_pg_cron_carries_every_change_into_the_store(cron_conn: psycopg.Connecti
                     w.execute(f"UPDATE {table} SET body = 'post one, edit ' || %s WHERE id = 1", (n,))
                     commits.append(time.monotonic())
                     time.sleep(0.2)
-        except BaseException as exc:  # reported by the main thread
+        except psycopg.Error as exc:  # reported by the main thread
             errors.append(exc)
 
     writer = threading.Thread(target=write)

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 def test_the_demo_runs_both_loops_and_searches() -> None:
     env = {**os.environ, "PY": sys.executable}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     # pg_cron ran the in-database job, which stored all 18 published posts.

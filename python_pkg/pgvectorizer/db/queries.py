@@ -27,6 +27,8 @@ from psycopg import sql
 from ..config import Vectorizer
 
 STORE_COLUMNS = ("chunk_seq", "chunk", "embedding", "chunk_hash")
+# Queue rows a claim looks at per key it may take (see Queries.claim).
+PICK_FACTOR = 4
 
 
 def _ids(names: tuple[str, ...], prefix: str | None = None) -> sql.Composable:
@@ -54,6 +56,7 @@ class Queries:
     # transaction's, so an error can never leave one behind in the session.
     xact_locks: bool = False
     claim: sql.Composed = field(init=False)
+    read: sql.Composed = field(init=False)
     existing: sql.Composed = field(init=False)
     retry: sql.Composed = field(init=False)
     give_up: sql.Composed = field(init=False)
@@ -83,19 +86,32 @@ class Queries:
         try_lock = sql.SQL("pg_try_advisory_xact_lock" if self.xact_locks else "pg_try_advisory_lock")
         set_ = object.__setattr__
 
-        # %(limit)s rows, %(lock_space)s int4, %(token)s uuid, %(lease)s seconds.
-        # Returns the key, its lock hash, the attempt count, and the source row (found,
-        # match, then read_columns), NULL attempts where no queue row could be marked.
+        # %(limit)s keys, %(lock_space)s int4, %(token)s uuid, %(lease)s seconds.
+        # Returns the key, its lock hash, and the attempt count: NULL where no queue row
+        # could be marked. Keys another batch has in hand should not use up the limit: those
+        # marked by a committed claim (lease running) are not picked, and the worker's pick
+        # takes PICK_FACTOR times the limit, locking keys only until the limit is reached, so
+        # newer queue rows of keys held by an open transaction are stepped over. Rows another
+        # claim is picking right now are skipped (SKIP LOCKED). Inside PostgreSQL the pick's
+        # row locks last until the caller's transaction ends, so it picks no more than it may
+        # take: extra rows would be kept from workers for the whole call.
         set_(self, "claim", sql.SQL("""
 WITH picked AS (
     SELECT {pk} FROM {queue}
-     WHERE retry_after IS NULL OR retry_after <= pg_catalog.clock_timestamp()
-     LIMIT %(limit)s
+     WHERE (retry_after IS NULL OR retry_after <= pg_catalog.clock_timestamp())
+       AND ({pk}) NOT IN (SELECT {pk} FROM {queue} WHERE claimed_by IS NOT NULL
+                             AND retry_after > pg_catalog.clock_timestamp())
+     LIMIT %(limit)s OPERATOR(pg_catalog.*) {factor}
        FOR UPDATE SKIP LOCKED
 ), keys AS MATERIALIZED (
-    SELECT DISTINCT {pk}, pg_catalog.hashtext(ROW({pk})::text) AS _ai_lock FROM picked
+    SELECT {pk}, pg_catalog.hashtext(ROW({pk})::text) AS _ai_lock, min(_ai_n) AS _ai_n
+      FROM (SELECT *, pg_catalog.row_number() OVER () AS _ai_n FROM picked) AS p GROUP BY {pk}
 ), locked AS MATERIALIZED (
-    SELECT * FROM keys WHERE pg_catalog.{try_lock}(%(lock_space)s, _ai_lock)
+    -- Oldest first. OFFSET 0 keeps the sort below the try-lock (the planner would otherwise
+    -- merge it into the outer query and lock every key before sorting), so locking stops
+    -- at the limit.
+    SELECT * FROM (SELECT * FROM keys ORDER BY _ai_n OFFSET 0) AS k
+     WHERE pg_catalog.{try_lock}(%(lock_space)s, _ai_lock) LIMIT %(limit)s
 ), marked AS (
     UPDATE {queue} AS q
        SET claimed_by = %(token)s,
@@ -105,15 +121,24 @@ WITH picked AS (
                                  FOR UPDATE OF q2 SKIP LOCKED))
     RETURNING {q_pk}, q.attempts
 )
-SELECT {l_pk}, l._ai_lock, a._ai_attempts, s._ai_found, s._ai_match, {s_reads}
+SELECT {l_pk}, l._ai_lock, a._ai_attempts
   FROM locked AS l
   LEFT JOIN (SELECT {pk}, max(attempts) AS _ai_attempts FROM marked GROUP BY {pk}) AS a ON {a_l}
-  LEFT JOIN LATERAL (SELECT true AS _ai_found, coalesce(({match}), false) AS _ai_match, {reads}
-                       FROM {source} AS src WHERE {src_l}) AS s ON true
 """).format(pk=_ids(pk), queue=queue, q2_l=_key_match(pk, "q2", "l"), q_pk=_ids(pk, "q"),
-            l_pk=_ids(pk, "l"), a_l=_key_match(pk, "a", "l"), src_l=_key_match(pk, "src", "l"),
-            s_reads=_ids(v.read_columns, "s"), match=match, reads=reads, source=source,
-            try_lock=try_lock))
+            l_pk=_ids(pk, "l"), a_l=_key_match(pk, "a", "l"), try_lock=try_lock,
+            factor=sql.Literal(1 if self.xact_locks else PICK_FACTOR)))
+
+        # %(token)s. The source rows of the keys just claimed: found, match, then
+        # read_columns. A statement of its own, after the claim: its snapshot is taken with
+        # the keys' locks held, so it sees every change committed before them, including one
+        # that another batch stored while this claim was still picking rows.
+        set_(self, "read", sql.SQL("""
+SELECT {k_pk}, s._ai_found, s._ai_match, {s_reads}
+  FROM (SELECT DISTINCT {pk} FROM {queue} WHERE claimed_by = %(token)s) AS k
+  LEFT JOIN LATERAL (SELECT true AS _ai_found, coalesce(({match}), false) AS _ai_match, {reads}
+                       FROM {source} AS src WHERE {src_k}) AS s ON true
+""").format(k_pk=_ids(pk, "k"), pk=_ids(pk), queue=queue, s_reads=_ids(v.read_columns, "s"),
+            match=match, reads=reads, source=source, src_k=_key_match(pk, "src", "k")))
 
         # %(token)s. Chunks already stored for the claimed keys, to reuse unchanged vectors.
         set_(self, "existing", sql.SQL(

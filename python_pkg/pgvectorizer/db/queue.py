@@ -67,7 +67,9 @@ class QueueSession:
         token = uuid.uuid4()
         cur = await self.conn.execute(self.q.claim, {
             "limit": limit, "lock_space": self.lock_space, "token": token, "lease": self.lease})
-        rows, orphans = steps.rows_from_claim(self.v, await cur.fetchall())
+        claimed = await cur.fetchall()
+        read = await (await self.conn.execute(self.q.read, {"token": token})).fetchall() if claimed else []
+        rows, orphans = steps.rows_from_claim(self.v, claimed, read)
         if orphans:
             await self.unlock(orphans)
         return token, rows

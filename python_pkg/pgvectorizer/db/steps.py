@@ -21,21 +21,25 @@ RECORD_ERROR = "record_error"
 CHUNKS = "chunks"
 
 
-def rows_from_claim(v: Vectorizer, records: Sequence[Sequence[Any]]
-                    ) -> tuple[list[SourceRow], list[int]]:
-    """The claim's result rows as SourceRows, and the lock hashes of keys that got no queue row.
+def rows_from_claim(v: Vectorizer, claimed: Sequence[Sequence[Any]],
+                    read: Sequence[Sequence[Any]]) -> tuple[list[SourceRow], list[int]]:
+    """The claim's keys with what the read found of their source rows, and the lock hashes of
+    keys that got no queue row.
 
-    A record is the key, its lock hash, the attempt count, found, match, then read_columns.
+    A claimed record is the key, its lock hash and the attempt count; a read record is the
+    key, found, match, then read_columns.
     """
     n = len(v.pk)
+    source = {tuple(rec[:n]): rec[n:] for rec in read}
     rows: list[SourceRow] = []
     orphans: list[int] = []
-    for rec in records:
-        key, (lock, attempts, found, match), values = rec[:n], rec[n:n + 4], rec[n + 4:]
+    for rec in claimed:
+        key, (lock, attempts) = tuple(rec[:n]), rec[n:n + 2]
         if attempts is None:
             orphans.append(lock)  # locked, but every queue row went to someone else
             continue
-        rows.append(SourceRow(tuple(key), lock, attempts, bool(found), bool(match),
+        found, match, *values = source.get(key) or (None, None, *[None] * len(v.read_columns))
+        rows.append(SourceRow(key, lock, attempts, bool(found), bool(match),
                               dict(zip(v.read_columns, values, strict=True))))
     return rows, orphans
 

@@ -2,7 +2,7 @@
 
 Every failure becomes an errors.EmbeddingError whose `transient` flag tells the worker whether
 the same texts are worth sending again later (timeouts, 5xx, 429, lost connections) or whether
-the request itself was refused (other 4xx).
+the request itself was refused (other 4xx). A refused key (401, 403) is a ConfigError.
 """
 
 from __future__ import annotations
@@ -133,6 +133,10 @@ def post_json(client: httpx.Client, url: str, payload: Mapping[str, Any], *, wha
         if status >= 500:
             raise EmbeddingError(f"{what}: server error {status} from {url}: "
                                  f"{server_message(response)}", transient=True, status=status)
+        if status in (401, 403):
+            # The key (or its absence) is wrong for every text: no row is to blame, so the
+            # vectorizer stops with its queue untouched until the configuration is fixed.
+            raise ConfigError(refusal(status, server_message(response)))
         if status >= 400:
             raise EmbeddingError(refusal(status, server_message(response)),
                                  transient=False, status=status)

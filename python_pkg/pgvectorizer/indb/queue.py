@@ -34,6 +34,12 @@ def _column_type(plpy: Any, schema: str, table: str, column: str) -> str:
     return str(rows[0]["t"])
 
 
+def _records(result: Any) -> list[list[Any]]:
+    """A plpy result as lists in column order (a row is a dict; a column name may repeat)."""
+    names = result.colnames()
+    return [[r[c] for c in names] for r in result]
+
+
 class SpiQueue:
     def __init__(self, plpy: Any, v: Vectorizer, *, lease: float, retry_base: float) -> None:
         self.plpy = plpy
@@ -52,7 +58,7 @@ class SpiQueue:
             vec = _column_type(plpy, str(dest["target_schema"]), str(dest["target_table"]), "embedding")
         pk = list(v.pk_types)
         self._types: dict[str, Mapping[str, str] | list[str]] = {
-            "claim": _NAMED, "existing": _NAMED, "delete_chunks": _NAMED, "clear_failed": _NAMED,
+            "claim": _NAMED, "read": _NAMED, "existing": _NAMED, "delete_chunks": _NAMED, "clear_failed": _NAMED,
             "ack": _NAMED,
             "retry": ["float8", "uuid", *pk],
             "give_up": ["uuid", *pk, "text", "text"],
@@ -81,9 +87,10 @@ class SpiQueue:
         token = str(uuid.uuid4())
         result = self._plan("claim").execute({
             "limit": limit, "lock_space": self.lock_space, "token": token, "lease": self.lease})
-        names = result.colnames()
+        claimed = _records(result)
+        read = _records(self._plan("read").execute({"token": token})) if claimed else []
         # Keys that got no queue row stay locked until the transaction ends; harmless.
-        rows, _ = steps.rows_from_claim(self.v, [[r[c] for c in names] for r in result])
+        rows, _ = steps.rows_from_claim(self.v, claimed, read)
         return token, rows
 
     def existing(self, token: str) -> dict[Key, dict[bytes, np.ndarray]]:
@@ -91,10 +98,7 @@ class SpiQueue:
             return {}
         out: dict[Key, dict[bytes, np.ndarray]] = {}
         n = len(self.v.pk)
-        result = self._plan("existing").execute({"token": token})
-        names = result.colnames()
-        for r in result:
-            rec = [r[c] for c in names]
+        for rec in _records(self._plan("existing").execute({"token": token})):
             out.setdefault(tuple(rec[:n]), {})[bytes(rec[n])] = parse_vector(rec[n + 1])
         return out
 
