@@ -148,8 +148,10 @@ COMMENT ON FUNCTION ai._vectorizer_index_plan(int4) IS 'The statement that build
 
 -- Keeps a vectorizer's one-off index job in pg_cron in step with _vectorizer_index_plan: due
 -- once, at the next minute, with the statement to run next; removed once the index is there.
--- It runs as the vectorizer's owner, who owns the store. A job with a run under way is left
--- alone: pg_cron would stop a job removed mid-run, leaving an invalid index behind.
+-- It runs as the vectorizer's owner, who owns the store. A job with a run under way, or one
+-- that ended seconds ago, is left alone: pg_cron stops the worker of a job removed mid-run
+-- (leaving an invalid index behind), and it records a run's end a moment before its worker
+-- exits (so the run would be reported cancelled).
 CREATE FUNCTION ai._vectorizer_index_job(vectorizer_id int4) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
@@ -169,7 +171,8 @@ BEGIN
      WHERE j.jobname = ai._vectorizer_job_name(v.id, 'index') AND j.database = current_database();
     IF EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
                 WHERE p.relid = (SELECT tbl FROM ai._vectorizer_index_target(v)))
-       OR EXISTS (SELECT 1 FROM cron.job_run_details d WHERE d.jobid = job AND d.end_time IS NULL) THEN
+       OR EXISTS (SELECT 1 FROM cron.job_run_details d WHERE d.jobid = job
+                     AND (d.end_time IS NULL OR d.end_time > now() - interval '10 seconds')) THEN
         RETURN;
     END IF;
     plan := ai._vectorizer_index_plan(vectorizer_id);

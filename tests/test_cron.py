@@ -275,3 +275,9 @@ def test_pg_cron_carries_every_change_into_the_store(cron_conn: psycopg.Connecti
     assert scalar(cron_conn, """SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                                  WHERE c.relname = 'blog_embedding_store_embedding_idx'
                                    AND c.relnamespace = %s::regnamespace""", (schema,)) is True
+    # The index job goes once its run has been over for a while (the next run, here a call).
+    ended = scalar(cron_conn, "SELECT max(extract(epoch FROM end_time)) FROM cron.job_run_details "
+                              "WHERE jobid = %s", (jobs[f"ai_vectorizer_{vid}_index"]["jobid"],))
+    time.sleep(max(0.0, float(ended) + 11 - time.time()))
+    cron_conn.execute("SELECT ai.execute_vectorizer(%s)", (vid,))
+    assert set(_jobs(cron_conn, vid)) == {f"ai_vectorizer_{vid}_run"}
