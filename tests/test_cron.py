@@ -3,8 +3,9 @@ scheduled run carrying inserts, updates, deletes and filter changes into the sto
 worker process anywhere.
 
 pg_cron lives in one database per cluster (cron.database_name), so these tests cannot use the
-per-test databases: they work in the project cluster's `pgvectorizer` database, which
-scripts/cluster.sh names as pg_cron's, each test in a schema of its own. The ai extension there
+per-test databases: on the server pytest-postgresql's executor points at (the project
+cluster, with pg_cron in shared_preload_libraries), they work in its `pgvectorizer` database,
+which scripts/cluster.sh names as pg_cron's, each test in a schema of its own. The ai extension there
 is made afresh once per module (the demo does the same), so it runs this checkout's SQL.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
+from pytest_postgresql.executors.noop import NoopExecutor
 
 from tests.conftest import PGHOST, PGPORT, PGUSER, rows, scalar
 from tests.fake_openai import fake_vector, start_fake_server
@@ -40,8 +42,11 @@ def _jobs(conn: psycopg.Connection, vid: int) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def cron_conn() -> Iterator[psycopg.Connection]:
-    conn = psycopg.connect(host=PGHOST, port=PGPORT, user=PGUSER, dbname=CRON_DB, autocommit=True)
+def cron_conn(postgresql_ai_noproc: NoopExecutor) -> Iterator[psycopg.Connection]:
+    """The pg_cron database of the server pytest-postgresql's executor points at."""
+    server = postgresql_ai_noproc
+    conn = psycopg.connect(host=server.host, port=server.port, user=server.user,
+                           password=server.password, dbname=CRON_DB, autocommit=True)
     try:
         if scalar(conn, "SELECT current_setting('cron.database_name', true)") != CRON_DB:
             pytest.fail(f"pg_cron is not loaded for database {CRON_DB}: run scripts/cluster.sh start")
