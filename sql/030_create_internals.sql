@@ -100,12 +100,18 @@ BEGIN
     RETURN cols;
 END $$;
 
+-- pgvector's schema: its type and operator classes are named with it, since every function
+-- here runs with a pinned search_path.
+CREATE FUNCTION ai._vector_schema() RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+         WHERE e.extname = 'vector');
+
 CREATE FUNCTION ai._vector_type(dimensions int4) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-RETURN (SELECT format('%I.vector(%s)', n.nspname, dimensions)
-          FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-         WHERE e.extname = 'vector');
+RETURN format('%I.vector(%s)', ai._vector_schema(), dimensions);
 
 CREATE FUNCTION ai._check_identifier(ident text, what text) RETURNS name
 LANGUAGE plpgsql IMMUTABLE

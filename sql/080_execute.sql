@@ -39,8 +39,7 @@ COMMENT ON PROCEDURE ai._vectorizer_job(int4) IS 'pg_cron''s entry: run a vector
 -- ai.embed returns pgvector's type, whose schema is known only now.
 DO $do$
 DECLARE
-    vec text := (SELECT format('%I.vector', n.nspname) FROM pg_extension e
-                   JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector');
+    vec text := format('%I.vector', ai._vector_schema());
     body text := $body$
 import sys
 if "pgvectorizer.indb.api" not in sys.modules:
@@ -103,8 +102,6 @@ DECLARE
     n        int8;
     queued   bool;
     opts     text;
-    vec_nsp  name := (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-                       WHERE e.extname = 'vector');
 BEGIN
     IF ix->>'implementation' IS DISTINCT FROM 'hnsw' THEN
         RETURN NULL;
@@ -142,7 +139,7 @@ BEGIN
     END IF;
     opts := nullif(concat_ws(', ', 'm = ' || (ix->>'m')::int4, 'ef_construction = ' || (ix->>'ef_construction')::int4), '');
     RETURN format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %s USING hnsw (%I %I.%I)%s',
-                  idx_name, tbl, col, vec_nsp, ix->>'opclass', ' WITH (' || opts || ')');
+                  idx_name, tbl, col, ai._vector_schema(), ix->>'opclass', ' WITH (' || opts || ')');
 END $$;
 COMMENT ON FUNCTION ai._vectorizer_index_plan(int4) IS 'The statement that builds (or clears the way for) a vectorizer''s HNSW index now, or NULL';
 
@@ -171,7 +168,7 @@ BEGIN
      WHERE j.jobname = ai._vectorizer_job_name(v.id, 'index') AND j.database = current_database();
     IF EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
                 WHERE p.relid = (SELECT tbl FROM ai._vectorizer_index_target(v)))
-       OR EXISTS (SELECT 1 FROM cron.job_run_details d WHERE d.jobid = job
+       OR job IS NOT NULL AND EXISTS (SELECT 1 FROM cron.job_run_details d WHERE d.jobid = job
                      AND (d.end_time IS NULL OR d.end_time > now() - interval '10 seconds')) THEN
         RETURN;
     END IF;

@@ -21,6 +21,8 @@ import pytest
 from psycopg import sql
 from pytest_postgresql import factories
 
+from .fake_openai import start_fake_server
+
 REPO = Path(__file__).resolve().parent.parent
 
 PGHOST = os.environ.get("PGHOST") or "/var/run/postgresql"
@@ -35,6 +37,9 @@ DBNAME = f"pgvectorizer_test_{os.getpid()}"
 DIMS = 4
 EMBEDDING = f"ai.embedding_openai('text-embedding-3-small', {DIMS})"
 VECTOR = "[1,2,3,4]"
+# An API key variable that the server's environment sets (scripts/cluster.sh), for in-database
+# runs against the tests' fake OpenAI servers, which take any key.
+SERVER_KEY_VAR = "PGVECTORIZER_TEST_API_KEY"
 
 
 def _load_ai(host: str, port: int, user: str, dbname: str, password: str | None, **_: Any) -> None:
@@ -47,6 +52,14 @@ def _load_ai(host: str, port: int, user: str, dbname: str, password: str | None,
 postgresql_ai_noproc = factories.postgresql_noproc(
     host=PGHOST, port=PGPORT, user=PGUSER, dbname=DBNAME, load=[_load_ai])
 postgresql_ai = factories.postgresql("postgresql_ai_noproc")
+
+
+@pytest.fixture(scope="module")
+def fake_url() -> Iterator[str]:
+    """A fake OpenAI-compatible server on loopback (tests/fake_openai.py), per test module."""
+    url, stop = start_fake_server(dimensions=DIMS)
+    yield url
+    stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

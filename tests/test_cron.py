@@ -23,11 +23,10 @@ import pytest
 from psycopg import sql
 from pytest_postgresql.executors.noop import NoopExecutor
 
-from tests.conftest import PGHOST, PGPORT, PGUSER, rows, scalar
-from tests.fake_openai import fake_vector, start_fake_server
+from tests.conftest import PGHOST, PGPORT, PGUSER, SERVER_KEY_VAR, rows, scalar
+from tests.fake_openai import fake_vector
 
 CRON_DB = "pgvectorizer"
-KEY_VAR = "PGVECTORIZER_TEST_API_KEY"  # in the server's environment (scripts/cluster.sh)
 DIMS = 4
 # pg_cron 1.4 (Debian bookworm) schedules by the minute: a run waits for the next one.
 TICK_WAIT = 150.0  # seconds
@@ -74,16 +73,9 @@ def schema(cron_conn: psycopg.Connection) -> Iterator[str]:
     cron_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
-@pytest.fixture(scope="module")
-def fake_url() -> Iterator[str]:
-    url, stop = start_fake_server(dimensions=DIMS)
-    yield url
-    stop()
-
-
 def _embedding(url: str) -> str:
     return (f"ai.embedding_openai('text-embedding-3-small', {DIMS}, "
-            f"api_key_name => {sql.quote(KEY_VAR)}, base_url => {sql.quote(url)})")
+            f"api_key_name => {sql.quote(SERVER_KEY_VAR)}, base_url => {sql.quote(url)})")
 
 
 def _blog(conn: psycopg.Connection, schema: str, n: int) -> str:

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from .conftest import (
     DIMS,
+    SERVER_KEY_VAR,
     Connector,
     create_vectorizer,
     failed_rows,
@@ -30,22 +31,14 @@ from .conftest import (
     vectorizer,
 )
 from .fake_openai import fake_stats, fake_vector, start_fake_server
-from .test_worker import env, openai, run_once, stored
+from .test_worker import env, make_doc, openai, run_once, stored
 
-KEY_VAR = "PGVECTORIZER_TEST_API_KEY"  # in the server's environment (scripts/cluster.sh)
 # The worker runs in this process, with the same variable in its environment.
-WORKER_KEY = {KEY_VAR: "test-key-not-a-secret"}
+WORKER_KEY = {SERVER_KEY_VAR: "test-key-not-a-secret"}
 SLOW_MS = 200  # the slow fake server's latency per request, in milliseconds
 # Where make install-python and make install-python-deps put the server's packages (Makefile).
 PYTHON_TARGET = "/usr/local/lib/pgvectorizer/python"
 PYTHON_DEPS = "/usr/local/lib/pgvectorizer/deps"
-
-
-@pytest.fixture(scope="module")
-def fake_url() -> Iterator[str]:
-    url, stop = start_fake_server(dimensions=DIMS)
-    yield url
-    stop()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +60,7 @@ def slow_url() -> Iterator[str]:
 
 def embedding(url: str) -> str:
     """ai.embedding_openai for the fake server at url, with a key the server's environment has."""
-    return openai(url, api_key_name=sql.quote(KEY_VAR))
+    return openai(url, api_key_name=sql.quote(SERVER_KEY_VAR))
 
 
 def execute(conn: psycopg.Connection, vid: int, **bounds: float) -> dict[str, Any]:
@@ -114,11 +107,7 @@ def outcome(out: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def doc(db: psycopg.Connection, fake_url: str) -> int:
-    db.execute("CREATE TABLE doc (id int PRIMARY KEY, title text, body text, published bool DEFAULT true)")
-    return create_vectorizer(db, "doc", embedding=embedding(fake_url),
-                             formatting="ai.formatting_python_template('$title: $chunk')",
-                             chunking="ai.chunking_character_text_splitter(20, 0, ' ')",
-                             row_filter="published")
+    return make_doc(db, embedding(fake_url))
 
 
 def test_inserts_updates_deletes_and_filter_changes_reach_the_store(db: psycopg.Connection, doc: int) -> None:

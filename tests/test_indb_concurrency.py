@@ -4,8 +4,9 @@ In-database runs hold their keys with transaction advisory locks, the worker wit
 locks; both claim with the same statement (db/queries.py). The stress test runs a worker
 process, in-database calls and writers together, then checks the store row by row. The other
 tests drive an open in-database transaction against the worker's claim step by step, as
-test_queue.py does for two workers; three of them (xfail, strict) show bugs described in
-their reasons.
+test_queue.py does for two workers. Three of them found bugs, fixed since: a slow claim that
+stored an older text, a worker's write blocked by an open call's progress row, and a claim
+that came back empty behind rows of keys held elsewhere.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from psycopg import sql
 
 from .conftest import (
     DIMS,
+    SERVER_KEY_VAR,
     Connector,
     create_vectorizer,
     queue_rows,
@@ -47,31 +49,12 @@ from .fake_openai import fake_vector, start_fake_server
 from .test_worker import dsn, env, openai
 from .test_worker_processes import worker_env
 
-# The variable the server's environment sets for the tests (scripts/cluster.sh); the fake
-# server takes any key, so the worker gets a value of its own under the same name.
-API_KEY_NAME = "PGVECTORIZER_TEST_API_KEY"
-KEY_ENV = {API_KEY_NAME: "test-key"}
+# The fake server takes any key, so the worker gets a value of its own under the server's name.
+KEY_ENV = {SERVER_KEY_VAR: "test-key"}
 INDB = "pgvt-indb"  # application_name of the tests' in-database sessions
 WORKER = "pgvectorizer-worker"  # the worker's (db/connection.py), a prefix
 STRESS_SECONDS = 10.0  # how long the writers write
 WAIT = 30.0  # seconds: the most a drain or a stop may take
-
-STALE_CLAIM = (
-    "BUG: the claim statement (db/queries.py, Queries.claim) reads the source row with the "
-    "snapshot it took when it started, before it took the key's advisory lock. A claim still "
-    "scanning the queue after it locked a key's queue row can get the key's lock just after "
-    "another session stored a newer text and committed; it then stores the older text and "
-    "acks the only queue row left.")
-BLOCKED_WRITE = (
-    "BUG: every batch's write ends with ai._vectorizer_record_success, an upsert of the "
-    "vectorizer's one row in ai._vectorizer_worker_progress (sql/050_manage.sql), so a worker "
-    "cannot commit any batch while a transaction that ran ai.execute_vectorizer is open; "
-    "after its lock_timeout (10 s) the batch fails and stays leased for 300 s.")
-STARVED_CLAIM = (
-    "BUG: the claim's LIMIT (db/queries.py, the picked CTE) counts queue rows whose key another "
-    "session holds; when the first rows of the scan are all such rows, the claim comes back "
-    "empty while other keys wait, and the worker (or execute_vectorizer: 'queue_empty') stops.")
-
 
 @pytest.fixture(scope="module")
 def fake_url() -> Iterator[str]:
@@ -87,7 +70,7 @@ def doc(db: psycopg.Connection, fake_url: str) -> int:
     db.execute("CREATE TABLE doc (id int PRIMARY KEY, title text NOT NULL DEFAULT 'T', body text, "
                "published bool NOT NULL DEFAULT true)")
     return create_vectorizer(
-        db, "doc", embedding=openai(fake_url, api_key_name=f"'{API_KEY_NAME}'"),
+        db, "doc", embedding=openai(fake_url, api_key_name=f"'{SERVER_KEY_VAR}'"),
         formatting="ai.formatting_python_template('$title: $chunk')",
         chunking="ai.chunking_recursive_character_text_splitter(40, 10)",
         processing="ai.processing_default(batch_size => 10)", row_filter="published")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import psycopg
@@ -25,18 +24,11 @@ from .conftest import (
     scalar,
     vectorizer,
 )
-from .fake_openai import fake_vector, start_fake_server
+from .fake_openai import fake_vector
 from .test_indb import embedding, execute, parse, run_worker
 from .test_worker import dsn
 
 QUERY = "what the fake server makes of a question"
-
-
-@pytest.fixture(scope="module")
-def fake_url() -> Iterator[str]:
-    url, stop = start_fake_server(dimensions=DIMS)
-    yield url
-    stop()
 
 
 @pytest.fixture

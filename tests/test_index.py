@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -21,7 +21,6 @@ from pgvectorizer.worker import Worker
 from psycopg import sql
 
 from .conftest import (
-    DIMS,
     EMBEDDING,
     PGPORT,
     TCP_HOST,
@@ -32,7 +31,6 @@ from .conftest import (
     rows,
     scalar,
 )
-from .fake_openai import start_fake_server
 from .test_concurrency import Workers, wait_until
 from .test_indb import embedding, execute, is_vector_of, run_worker, worker_env
 from .test_worker import dsn, stored
@@ -43,13 +41,6 @@ BUILD = (f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON public.{STORE} "
          "USING hnsw (embedding public.vector_cosine_ops)")  # the plan with the defaults
 BUILT = f"CREATE INDEX {INDEX} ON public.{STORE} USING hnsw (embedding vector_cosine_ops)"  # pg_get_indexdef
 WRITER_MAX_WAIT = 5.0  # seconds a writer's transaction may take while an index is built
-
-
-@pytest.fixture(scope="module")
-def fake_url() -> Iterator[str]:
-    url, stop = start_fake_server(dimensions=DIMS)
-    yield url
-    stop()
 
 
 def plan(db: psycopg.Connection, vid: int) -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import psycopg
@@ -28,14 +27,7 @@ from .conftest import (
     rows,
     scalar,
 )
-from .fake_openai import fake_stats, fake_vector, start_fake_server
-
-
-@pytest.fixture(scope="module")
-def fake_url() -> Iterator[str]:
-    url, stop = start_fake_server(dimensions=DIMS)
-    yield url
-    stop()
+from .fake_openai import fake_stats, fake_vector
 
 
 def dsn(db: psycopg.Connection) -> str:
@@ -72,13 +64,18 @@ def assert_vector_of(vec: list[float], text: str) -> None:
     assert np.allclose(vec, fake_vector(text, DIMS), atol=1e-6), f"not the vector of {text!r}"
 
 
-@pytest.fixture
-def doc(db: psycopg.Connection, fake_url: str) -> int:
+def make_doc(db: psycopg.Connection, embedding: str) -> int:
+    """Table doc and its vectorizer: a title template, 20-character chunks, a row filter."""
     db.execute("CREATE TABLE doc (id int PRIMARY KEY, title text, body text, published bool DEFAULT true)")
-    return create_vectorizer(db, "doc", embedding=openai(fake_url),
+    return create_vectorizer(db, "doc", embedding=embedding,
                              formatting="ai.formatting_python_template('$title: $chunk')",
                              chunking="ai.chunking_character_text_splitter(20, 0, ' ')",
                              row_filter="published")
+
+
+@pytest.fixture
+def doc(db: psycopg.Connection, fake_url: str) -> int:
+    return make_doc(db, openai(fake_url))
 
 
 def test_insert_update_delete_and_filter_reach_the_store(db: psycopg.Connection, doc: int) -> None:

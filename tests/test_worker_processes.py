@@ -30,13 +30,6 @@ from .test_worker import assert_vector_of, dsn, openai, stored
 WAIT = 30.0  # seconds: the most any condition below may take
 
 
-@pytest.fixture(scope="module")
-def fake_url() -> Iterator[str]:
-    url, stop = start_fake_server(dimensions=DIMS)
-    yield url
-    stop()
-
-
 def worker_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PGAI_VECTORIZER", "VECTORIZER_DB"))}
     env.update({"OPENAI_API_KEY": "test-key", "PGVECTORIZER_RETRY_SECONDS": "0", **extra})

@@ -15,6 +15,11 @@ DEFAULT_BATCH_SIZE_REMOTE = 200  # rows
 DEFAULT_BATCH_SIZE_LOCAL = 64  # rows
 # loading_column's retries when the config has none: a row is tried 1 + retries times.
 DEFAULT_RETRIES = 6
+# A batch's lease: after this long a crashed worker's rows may be claimed again. A live
+# worker keeps its keys past it anyway (its session holds their advisory locks).
+DEFAULT_LEASE = 300.0  # seconds
+# First backoff after a failed attempt; it doubles with each attempt.
+DEFAULT_RETRY_BASE = 10.0  # seconds
 
 
 @dataclass(frozen=True)

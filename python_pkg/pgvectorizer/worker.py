@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from .config import Vectorizer
+from .config import DEFAULT_LEASE, DEFAULT_RETRY_BASE, Vectorizer
 from .db import index as db_index
 from .db import queue as db
 from .db.connection import connect
@@ -32,11 +32,6 @@ from .progress import Progress
 logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = timedelta(minutes=5)
-# A batch's lease: after this long a crashed worker's rows may be claimed again. A live
-# worker keeps its keys past it anyway (its session holds their advisory locks).
-DEFAULT_LEASE = 300.0  # seconds
-# First backoff after a failed attempt; it doubles with each attempt.
-DEFAULT_RETRY_BASE = 10.0  # seconds
 # --once shows a progress bar (or progress log lines) from this many pending rows up.
 PROGRESS_MIN_ROWS = 1000
 BATCHES_IN_FLIGHT = 2  # per unit of concurrency (-c)

@@ -10,6 +10,8 @@ import psycopg
 from psycopg.adapt import Buffer, Dumper, Loader
 from psycopg.pq import Format
 
+from ..vectors import parse_vector, vector_text
+
 APPLICATION_NAME = "pgvectorizer-worker"
 # TCP keepalives: a worker whose machine vanished loses its session, and with it the
 # advisory locks on the rows it held, within about a minute.
@@ -20,6 +22,10 @@ KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 30, "keepalive
 # 10 s behind DDL on the source or the store.
 SESSION_SETUP = ("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false), "
                  "pg_catalog.set_config('lock_timeout', '10s', false)")
+# For a concurrent index build, which waits for every older transaction (an in-database run
+# may last a minute): the 10 s lock_timeout would fail it half-way, leaving an invalid index.
+NO_TIMEOUTS = ("SELECT pg_catalog.set_config('lock_timeout', '0', false), "
+               "pg_catalog.set_config('statement_timeout', '0', false)")
 
 
 class _VectorBinaryLoader(Loader):
@@ -33,8 +39,7 @@ class _VectorBinaryLoader(Loader):
 
 class _VectorTextLoader(Loader):
     def load(self, data: Buffer) -> np.ndarray:
-        text = bytes(data).decode()
-        return np.array(text.strip("[]").split(","), dtype=np.float32)
+        return parse_vector(bytes(data).decode())
 
 
 def _vector_dumpers(oid: int) -> tuple[type[Dumper], type[Dumper]]:
@@ -47,7 +52,7 @@ def _vector_dumpers(oid: int) -> tuple[type[Dumper], type[Dumper]]:
 
     class VectorTextDumper(Dumper):
         def dump(self, obj: Any) -> bytes:
-            return ("[" + ",".join(repr(float(x)) for x in np.asarray(obj)) + "]").encode()
+            return vector_text(obj).encode()
 
     VectorBinaryDumper.oid = oid
     VectorTextDumper.oid = oid

@@ -12,20 +12,12 @@ from typing import Any
 
 import psycopg
 
-from .connection import connect
-
-PLAN = "SELECT ai._vectorizer_index_plan(%s)"
-# One builder per vectorizer among all workers; a second would only queue behind the first.
-TRY_LOCK = "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('pgvectorizer index', %s))"
-UNLOCK = "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('pgvectorizer index', %s))"
-# A concurrent build waits for every older transaction (an in-database run may last a minute);
-# the worker's usual 10 s lock_timeout would fail it half-way and leave an invalid index.
-NO_TIMEOUTS = ("SELECT pg_catalog.set_config('lock_timeout', '0', false), "
-               "pg_catalog.set_config('statement_timeout', '0', false)")
+from . import queries
+from .connection import NO_TIMEOUTS, connect
 
 
 async def plan(conn: psycopg.AsyncConnection[Any], vectorizer_id: int) -> str | None:
-    row = await (await conn.execute(PLAN, (vectorizer_id,))).fetchone()
+    row = await (await conn.execute(queries.INDEX_PLAN, (vectorizer_id,))).fetchone()
     return str(row[0]) if row and row[0] else None
 
 
@@ -40,7 +32,7 @@ async def keep(db_url: str, vectorizer_id: int) -> list[str]:
         statement = await plan(conn, vectorizer_id)
         if statement is None:
             return done
-        row = await (await conn.execute(TRY_LOCK, (vectorizer_id,))).fetchone()
+        row = await (await conn.execute(queries.INDEX_TRY_LOCK, (vectorizer_id,))).fetchone()
         if not (row and row[0]):
             return done
         await conn.execute(NO_TIMEOUTS)
@@ -50,5 +42,5 @@ async def keep(db_url: str, vectorizer_id: int) -> list[str]:
                 done.append(statement)
                 statement = await plan(conn, vectorizer_id)
         finally:
-            await conn.execute(UNLOCK, (vectorizer_id,))
+            await conn.execute(queries.INDEX_UNLOCK, (vectorizer_id,))
     return done

@@ -226,8 +226,16 @@ ENABLED_IDS = sql.SQL("SELECT id FROM ai.vectorizer WHERE NOT disabled")
 PENDING = sql.SQL("SELECT ai.vectorizer_queue_pending(%s, true)")
 RECORD_SUCCESS = sql.SQL("SELECT ai._vectorizer_record_success(%s, %s)")
 RECORD_ERROR = sql.SQL("SELECT ai._vectorizer_record_error(%s, %s, %s)")
-# Positional: schema, table. Column types, for the binary COPY into a store.
+# Positional: schema, table. Column types, by oid for the worker's binary COPY and by
+# (schema-qualified, as search_path is pinned) name for PL/Python's parameters.
 STORE_TYPES = sql.SQL(
-    "SELECT a.attname, a.atttypid FROM pg_catalog.pg_attribute a "
+    "SELECT a.attname, a.atttypid, pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a "
     "WHERE a.attrelid = pg_catalog.format('%%I.%%I', %s::pg_catalog.text, %s::pg_catalog.text)::pg_catalog.regclass "
     "AND a.attnum > 0 AND NOT a.attisdropped")
+# The vector index (db/index.py): the next statement to run, and one builder per vectorizer
+# among all workers (a second would only queue behind the first).
+INDEX_PLAN = sql.SQL("SELECT ai._vectorizer_index_plan(%s)")
+INDEX_TRY_LOCK = sql.SQL(
+    "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('pgvectorizer index', %s))")
+INDEX_UNLOCK = sql.SQL(
+    "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('pgvectorizer index', %s))")

@@ -57,7 +57,7 @@ class QueueSession:
         if not self.v.to_column:
             dest = self.v.destination
             cur = await self.conn.execute(queries.STORE_TYPES, (dest["target_schema"], dest["target_table"]))
-            types = dict(await cur.fetchall())
+            types = {name: oid for name, oid, _ in await cur.fetchall()}
             self._copy_types = [int(types[c]) for c in self.v.pk + queries.STORE_COLUMNS]
 
     # --- claim ------------------------------------------------------------------------------
@@ -96,17 +96,9 @@ class QueueSession:
                 if name == steps.CHUNKS:
                     await self._copy(cur, params)
                 elif len(params) == 1:
-                    await cur.execute(self._statement(name), params[0])
+                    await cur.execute(steps.statement(self.q, name), params[0])
                 else:
-                    await cur.executemany(self._statement(name), params)
-
-    def _statement(self, name: str) -> sql.SQL | sql.Composed:
-        if name == steps.RECORD_SUCCESS:
-            return queries.RECORD_SUCCESS
-        if name == steps.RECORD_ERROR:
-            return queries.RECORD_ERROR
-        statement: sql.Composed = getattr(self.q, name)
-        return statement
+                    await cur.executemany(steps.statement(self.q, name), params)
 
     async def _copy(self, cur: psycopg.AsyncCursor[Any], chunks: list[StoredChunk]) -> None:
         assert self._copy_types is not None

@@ -10,8 +10,11 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from psycopg import sql
+
 from ..config import Vectorizer
 from ..pipeline import BatchResult, Key, SourceRow, StoredChunk, retry_delay
+from . import queries
 
 # A step: the name of a statement (an attribute of queries.Queries, or one of the catalog
 # statements below) and the parameter sets to run it with; "chunks" is the store write.
@@ -19,6 +22,16 @@ Step = tuple[str, list[Any]]
 RECORD_SUCCESS = "record_success"
 RECORD_ERROR = "record_error"
 CHUNKS = "chunks"
+
+
+def statement(q: queries.Queries, name: str) -> sql.SQL | sql.Composed:
+    """The statement a step names."""
+    if name == RECORD_SUCCESS:
+        return queries.RECORD_SUCCESS
+    if name == RECORD_ERROR:
+        return queries.RECORD_ERROR
+    found: sql.Composed = getattr(q, name)
+    return found
 
 
 def rows_from_claim(v: Vectorizer, claimed: Sequence[Sequence[Any]],

@@ -12,9 +12,11 @@ import sys
 import time
 from typing import Any, NoReturn
 
+from ..db import queries
 from ..errors import ApiKeyMissing, MissingDependency, MissingModel, VectorizerError
 from . import embed as embed_mod
 from . import executor
+from .spi import Plan
 
 # Set by ai._python_setup: where the server's Python finds the package and its dependencies.
 TARGET = ""
@@ -119,10 +121,8 @@ def run_job(plpy: Any, vectorizer_id: int) -> None:
     except (VectorizerError, ImportError, LookupError) as exc:
         plpy.rollback()
         pin()
-        plan = plpy.prepare("SELECT ai._vectorizer_record_error($1, $2, $3)",
-                            ["int4", "text", "jsonb"])
-        plan.execute([vectorizer_id, f"{type(exc).__name__}: {exc}",
-                      json.dumps({"step": "pg_cron job"})])
+        Plan(plpy, queries.RECORD_ERROR, ["int4", "text", "jsonb"]).execute(
+            [vectorizer_id, f"{type(exc).__name__}: {exc}", json.dumps({"step": "pg_cron job"})])
         commit()
         fail(plpy, exc, f"vectorizer {v.name!r}")
     plpy.execute(f"SELECT ai._vectorizer_index_job({int(vectorizer_id)})")

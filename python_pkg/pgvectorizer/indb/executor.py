@@ -15,15 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..config import Vectorizer
+from ..config import DEFAULT_LEASE, DEFAULT_RETRY_BASE, Vectorizer
 from ..embedders import make_embedder
 from ..pipeline import Pipeline
 from .queue import SpiQueue
-
-# Inside one call nothing can wait out a backoff, so these only matter for the next call
-# (or a worker): the same values as the worker's defaults.
-LEASE = 300.0  # seconds
-RETRY_BASE = 10.0  # seconds
 
 
 @dataclass
@@ -62,7 +57,7 @@ def execute(plpy: Any, v: Vectorizer, *, max_rows: int | None, max_seconds: floa
             started: float | None = None) -> Outcome:
     start = time.monotonic() if started is None else started
     out = Outcome(v.id)
-    queue = SpiQueue(plpy, v, lease=LEASE, retry_base=RETRY_BASE)
+    queue = SpiQueue(plpy, v, lease=DEFAULT_LEASE, retry_base=DEFAULT_RETRY_BASE)
     if not queue.has_work():
         # A scheduled run is a new backend: with nothing to do, it loads no model.
         out.stopped = "queue_empty"

@@ -22,18 +22,6 @@ from .spi import Plan, parse_vector
 _NAMED = {"limit": "int4", "lock_space": "int4", "token": "uuid", "lease": "float8"}
 
 
-def _column_type(plpy: Any, schema: str, table: str, column: str) -> str:
-    """A column's type, schema-qualified (search_path is pinned, so pgvector's schema shows)."""
-    plan = plpy.prepare(
-        "SELECT pg_catalog.format_type(a.atttypid, NULL) AS t FROM pg_catalog.pg_attribute a "
-        "WHERE a.attrelid = pg_catalog.format('%I.%I', $1, $2)::pg_catalog.regclass "
-        "AND a.attname = $3 AND NOT a.attisdropped", ["text", "text", "name"])
-    rows = plan.execute([schema, table, column])
-    if not rows:
-        raise LookupError(f"column {column} of {schema}.{table} is gone")
-    return str(rows[0]["t"])
-
-
 def _records(result: Any) -> list[list[Any]]:
     """A plpy result as lists in column order (a row is a dict; a column name may repeat)."""
     names = result.colnames()
@@ -53,9 +41,13 @@ class SpiQueue:
         self.lock_space = int(next(iter(rows[0].values())))
         dest = v.destination
         if v.to_column:
-            vec = _column_type(plpy, v.source_schema, v.source_table, str(dest["embedding_column"]))
+            table, column = [v.source_schema, v.source_table], str(dest["embedding_column"])
         else:
-            vec = _column_type(plpy, str(dest["target_schema"]), str(dest["target_table"]), "embedding")
+            table, column = [str(dest["target_schema"]), str(dest["target_table"])], "embedding"
+        types = Plan(plpy, queries.STORE_TYPES, ["text", "text"]).execute(table)
+        vec = next((r["format_type"] for r in types if r["attname"] == column), None)
+        if vec is None:
+            raise LookupError(f"vectorizer {v.name!r}: column {column} of {'.'.join(table)} is gone")
         pk = list(v.pk_types)
         self._types: dict[str, Mapping[str, str] | list[str]] = {
             "claim": _NAMED, "read": _NAMED, "existing": _NAMED, "delete_chunks": _NAMED, "clear_failed": _NAMED,
@@ -73,9 +65,7 @@ class SpiQueue:
     def _plan(self, name: str) -> Plan:
         plan = self._plans.get(name)
         if plan is None:
-            query = {steps.RECORD_SUCCESS: queries.RECORD_SUCCESS,
-                     steps.RECORD_ERROR: queries.RECORD_ERROR}.get(name) or getattr(self.q, name)
-            plan = self._plans[name] = Plan(self.plpy, query, self._types[name])
+            plan = self._plans[name] = Plan(self.plpy, steps.statement(self.q, name), self._types[name])
         return plan
 
     def has_work(self) -> bool:

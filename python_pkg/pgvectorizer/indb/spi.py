@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -11,24 +10,11 @@ from typing import Any
 import numpy as np
 from psycopg import sql
 
+# Re-exported: callers (and bench/indb_run.py's profile) find them here.
+from ..vectors import parse_vector, vector_text
+
 _MARK = re.compile(r"%\((\w+)\)s|%s|%%")
-
-
-def vector_text(vec: np.ndarray) -> str:
-    """pgvector's text form. Nine significant digits identify any float32, so vector_in
-    (strtof) gives back the very float32 computed. One format for the whole vector: formatting
-    768 floats one by one took two thirds of an in-database run."""
-    values = np.asarray(vec, dtype=np.float32).tolist()
-    return "[" + _format(len(values)) % tuple(values) + "]"
-
-
-@functools.lru_cache(maxsize=8)
-def _format(n: int) -> str:
-    return ",".join(["%.9g"] * n)
-
-
-def parse_vector(text: str) -> np.ndarray:
-    return np.array(text[1:-1].split(","), dtype=np.float32)
+__all__ = ["Plan", "parse_vector", "to_dollar", "vector_text"]
 
 
 def to_dollar(query: sql.Composable | str) -> tuple[str, list[str | int]]:
