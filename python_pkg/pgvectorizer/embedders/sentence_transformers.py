@@ -94,6 +94,17 @@ def load_model(config: Mapping[str, Any]) -> SentenceEncoder:
     """
     name = config_str(config, "model", DEFAULT_MODEL)
     dimensions = config_dimensions(config)
+    model = load_shared(name, str(config.get("device") or "auto"))
+    size = output_size(model)
+    if size is not None and size != dimensions:
+        raise ConfigError(f"sentence-transformers model {name!r} makes {size}-dimensional "
+                          f"vectors; the embedding config says {dimensions}")
+    return model
+
+
+def load_shared(name: str, device: str = "auto") -> SentenceEncoder:
+    """The process's one copy of a model (a name or a path) on a device (auto, cpu, cuda[:N]),
+    loaded on first use, in fp16 on CUDA. Raises ConfigError as load_model does."""
     try:
         import sentence_transformers
     except ImportError as exc:
@@ -102,7 +113,7 @@ def load_model(config: Mapping[str, Any]) -> SentenceEncoder:
                                 f"in the worker's Python: {exc}",
                                 package="sentence-transformers") from exc
     path = resolve_model(name)
-    device = resolve_device(str(config.get("device") or "auto"))
+    device = resolve_device(device)
     key = (path, device)
     with _models_lock:
         model: Any = _models.get(key)
@@ -118,14 +129,16 @@ def load_model(config: Mapping[str, Any]) -> SentenceEncoder:
                 model.half()  # fp16 halves memory and roughly doubles throughput on GPUs
             _models[key] = model
             _encode_locks[id(model)] = threading.Lock()
-    size = _output_size(model)
-    if size is not None and size != dimensions:
-        raise ConfigError(f"sentence-transformers model {name!r} makes {size}-dimensional "
-                          f"vectors; the embedding config says {dimensions}")
     return cast(SentenceEncoder, model)
 
 
-def _output_size(model: Any) -> int | None:
+def encode_lock(model: SentenceEncoder) -> threading.Lock:
+    """The lock that every user of a shared model holds while encoding with it."""
+    return _encode_locks[id(model)]
+
+
+def output_size(model: Any) -> int | None:
+    """The size of the model's vectors, None if it cannot tell."""
     # get_embedding_dimension is the newer name; sentence-transformers 3 has only the older.
     getter = (getattr(model, "get_embedding_dimension", None)
               or model.get_sentence_embedding_dimension)

@@ -1,0 +1,95 @@
+"""`pgvectorizer serve`: the embedding queue service under uvicorn.
+
+Settings come from the environment and ./.env (service/settings.py); flags override the
+listening address and the store. --port 0 picks a free port, written to --port-file once the
+socket is bound, so tests and scripts need not guess one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import sys
+
+from pgvectorizer.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# Seconds uvicorn gives open requests on SIGTERM: long polls are cut short, and their
+# clients ask again (a task accepted before is not lost).
+GRACEFUL_SHUTDOWN = 5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (env SERVER_HOST; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one "
+                        "(env SERVER_PORT; default 8000)")
+    parser.add_argument("--port-file", metavar="FILE",
+                        help="write the port here once listening (useful with --port 0)")
+    parser.add_argument("--db-path", metavar="FILE",
+                        help="SQLite task store (env DB_PATH; default data/embedding_queue.db)")
+    parser.add_argument("--database-url", metavar="URL",
+                        help="PostgreSQL task store, for several replicas (env DATABASE_URL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serves until SIGTERM or SIGINT; 0 on a clean stop, 2 for bad settings."""
+    from pgvectorizer.service.settings import settings_from_env
+
+    try:
+        settings = settings_from_env(dict(os.environ))
+    except ConfigError as exc:
+        print(f"pgvectorizer serve: {exc}", file=sys.stderr)
+        return 2
+    overrides = {"host": args.host, "port": args.port, "db_path": args.db_path,
+                 "database_url": args.database_url}
+    settings = dataclasses.replace(
+        settings, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        import uvicorn
+
+        from pgvectorizer.service.app import create_app
+    except ImportError as exc:
+        print(f"pgvectorizer serve needs the service extra: pip install 'pgvectorizer[service]' "
+              f"({exc})", file=sys.stderr)
+        return 2
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        print(f"pgvectorizer serve: cannot listen on {settings.host}:{settings.port}: {exc}",
+              file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level=logging.getLogger().level,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, access_log=False)
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            logger.info("serving on http://%s:%d (%s)", settings.host, port,
+                        settings.store_description)
+            if args.port_file:
+                _write_atomically(args.port_file, f"{port}\n")
+        await task
+
+    asyncio.run(serve())
+    # uvicorn sets should_exit on a signal and returns; a failed start-up exits non-zero.
+    return 0 if server.started else 1
+
+
+def _write_atomically(path: str, text: str) -> None:
+    # A reader polling for the file never sees it half-written.
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,134 @@
+"""What a task store keeps and offers: SQLite (one service) or PostgreSQL (replicas).
+
+A task is one embeddings request: its texts, its model, and in the end its vectors or its
+error. States: pending -> processing (leased to a worker) -> completed | failed. A lease that
+runs out puts the task back in the queue, so a dead worker's tasks go to another; a task
+claimed max_attempts times without an answer ends failed, so a text that kills every worker
+cannot kill them forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+PENDING = "pending"
+PROCESSING = "processing"
+COMPLETED = "completed"
+FAILED = "failed"
+STATES = (PENDING, PROCESSING, COMPLETED, FAILED)
+FINAL = (COMPLETED, FAILED)
+CANCELLED = "cancelled by the client"  # the error of a task its client cancelled
+
+
+@dataclass(frozen=True)
+class NewTask:
+    id: str
+    model: str
+    inputs: list[str]
+    dimensions: int | None
+    encoding_format: str  # what the client asked for: how GET /tasks/{id} answers
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    model: str
+    inputs: list[str]
+    dimensions: int | None
+    encoding_format: str
+    status: str
+    attempts: int
+    created_at: float  # epoch seconds
+    finished_at: float | None
+    error: str | None
+    result: bytes | None  # little-endian float32, len(inputs) rows of result_dimensions
+    result_dimensions: int | None
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Result:
+    id: str
+    vectors: bytes  # little-endian float32 rows
+    dimensions: int
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: str
+    error: str
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a worker's report did: ids taken, ids ignored with the reason, tasks now final."""
+
+    accepted: list[str]
+    ignored: dict[str, str]
+    # Tasks completed or failed by this report (id -> created_at): their clients can answer.
+    final: dict[str, float]
+    requeued: bool  # some task went back to pending: waiting workers can claim it
+
+
+def lost_error(attempts: int) -> str:
+    return (f"no worker finished this task in {attempts} attempts: each lease ran out (the "
+            f"worker died, stalled or lost its connection); it is not handed out again")
+
+
+class TaskStore(Protocol):
+    """Async operations on tasks; every method is one transaction."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def submit(self, task: NewTask) -> None: ...
+
+    async def get(self, task_id: str) -> Task | None: ...
+
+    async def claim(self, worker_id: str, models: list[str], max_tasks: int, max_texts: int,
+                    lease_seconds: float, max_attempts: int,
+                    lost: list[str] | None = None) -> list[Task]:
+        """Leases the oldest claimable tasks of these models to the worker: pending ones, and
+        processing ones whose lease ran out. Tasks out of attempts end failed instead (their
+        ids appended to `lost`)."""
+        ...
+
+    async def heartbeat(self, worker_id: str, task_ids: list[str],
+                        lease_seconds: float) -> list[str]:
+        """Extends the leases the worker still holds; returns their ids."""
+        ...
+
+    async def finish(self, worker_id: str, results: list[Result], failures: list[Failure],
+                     released: list[str], max_attempts: int) -> Finished:
+        """Stores results and failures of tasks that are not final yet (from any worker: a
+        late answer is still right) and puts released tasks back, uncharged."""
+        ...
+
+    async def cancel(self, task_id: str) -> bool:
+        """Fails a task that is not final yet, as cancelled by its client."""
+        ...
+
+    async def expire(self, max_attempts: int, retention: float) -> tuple[list[str], int]:
+        """Fails leased-out tasks out of attempts (their ids) and deletes tasks final for
+        longer than retention seconds (their number)."""
+        ...
+
+    async def counts(self) -> dict[str, int]:
+        """Tasks by state."""
+        ...
+
+    async def note_worker(self, worker_id: str, dimensions: dict[str, int]) -> None:
+        """Records that the worker asked for work, and its models' sizes."""
+        ...
+
+    async def workers(self, seen_within: float) -> int:
+        """Workers that asked for work in the last seen_within seconds."""
+        ...
+
+    async def model_dimensions(self) -> dict[str, int]:
+        """Each model's native size, as its workers last reported it."""
+        ...
