@@ -4,11 +4,11 @@
 OpenAI-style requests, as a ratio of the same model's `model.encode` on the same device with
 the same batch size over the same texts.
 
-    python3 bench/service_throughput.py                        # CPU: 768 texts, ~2 minutes
+    python3 bench/service_throughput.py                        # CPU: 2,048 texts, 2 rounds: ~3 minutes
     python3 bench/service_throughput.py --device cuda --texts 50000 --per-request 16
 
-The bare rate is measured before and after the service run and averaged, so drift (thermal,
-other load) falls on both sides. Model loading counts in neither: the worker has answered a
+Bare and service runs alternate (bare, service, bare, service, bare) and the medians are
+compared, so drift (other load, a CPU's clock) falls on both sides. Model loading counts in neither: the worker has answered a
 warm-up request before the clock starts. Each client posts `--per-request` texts with
 wait_seconds=30 and, if answered with a task id, waits on the task; every answer's vectors are
 checked against the bare model's. Prints one JSON object (also written to bench/out/).
@@ -89,7 +89,7 @@ class Processes:
         self.worker = subprocess.Popen(
             ["pgvectorizer", "gpu-worker", "--server", self.url, "--token", TOKEN,
              "--model", MODEL, "--device", device, "--batch-size", str(batch_size),
-             "--log-level", "WARNING"], env=env)
+             "--log-level", os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")], env=env)
 
     def stop(self) -> None:
         for proc in (self.worker, self.service):
@@ -161,10 +161,12 @@ def service_rate(url: str, texts: list[str], per_request: int, clients: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--texts", type=int, default=768)
+    parser.add_argument("--texts", type=int, default=2048)
     parser.add_argument("--per-request", type=int, default=8)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="service runs, each between two bare runs (default 2)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="texts per forward pass (default: the GPU worker's, 256 on CUDA, "
                              "64 on CPU)")
@@ -172,23 +174,34 @@ def main() -> None:
     batch_size = args.batch_size or (256 if args.device.startswith("cuda") else 64)
     texts = make_texts(args.texts)
     model = load_model(args.device)
-    before, want = bare_rate(model, texts, batch_size, args.device)
+    bare: list[float] = []
+    through: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         procs = Processes(args.device, batch_size, Path(tmp))
         try:
             with httpx.Client(base_url=procs.url, timeout=300,
                               headers={"Authorization": f"Bearer {TOKEN}"}) as warm:
                 embed(warm, texts[:batch_size])  # the worker has loaded its model
-            through = service_rate(procs.url, texts, args.per_request, args.clients, want)
+            # bare, service, bare, ..., bare: drift (other load, a CPU's clock) falls on both.
+            for _ in range(args.rounds):
+                rate, want = bare_rate(model, texts, batch_size, args.device)
+                bare.append(rate)
+                through.append(service_rate(procs.url, texts, args.per_request, args.clients,
+                                            want))
+            bare.append(bare_rate(model, texts, batch_size, args.device)[0])
         finally:
             procs.stop()
-    after, _ = bare_rate(model, texts, batch_size, args.device)
-    bare = (before + after) / 2
-    result = {
+    service = statistics.median(r["texts_per_s"] for r in through)
+    result: dict[str, Any] = {
         "device": args.device, "machine": platform.node(), "cpus": os.cpu_count(),
         "texts": args.texts, "per_request": args.per_request, "clients": args.clients,
-        "batch_size": batch_size, "bare_texts_per_s": bare, "bare_before": before,
-        "bare_after": after, **through, "ratio_service_over_bare": through["texts_per_s"] / bare,
+        "batch_size": batch_size, "rounds": args.rounds,
+        "bare_texts_per_s": statistics.median(bare), "bare_runs": bare,
+        "service_texts_per_s": service, "service_runs": [r["texts_per_s"] for r in through],
+        "latency_p50_s": statistics.median(r["latency_p50_s"] for r in through),
+        "latency_p95_s": statistics.median(r["latency_p95_s"] for r in through),
+        "max_abs_diff_vs_bare": max(r["max_abs_diff_vs_bare"] for r in through),
+        "ratio_service_over_bare": service / statistics.median(bare),
     }
     if args.device.startswith("cuda"):
         import torch

@@ -332,3 +332,41 @@ def test_a_vectorizer_pointed_at_the_service_fills_its_store(
     want = expected(bare_model, [r[1] for r in stored])
     assert np.abs(got - want).max() < TOLERANCE
     assert scalar(db, "SELECT count(*) FROM ai.vectorizer_errors") == 0
+
+
+def test_the_openai_embedder_follows_a_202_to_the_result(tmp_path: Path, bare_model: Any) -> None:
+    from pgvectorizer.embedders import make_embedder
+
+    # Every long poll ends after a second, so the embedder meets 202s while the worker loads.
+    service = Service(tmp_path, tmp_path / "queue.db", MAX_WAIT_SECONDS="1")
+    config = {"implementation": "openai", "model": MODEL, "dimensions": DIMS,
+              "base_url": f"{service.url}/v1", "api_key_name": "QUEUE_TOKEN"}
+    embedder = make_embedder(config, {"QUEUE_TOKEN": TOKEN})
+    worker = spawn_worker(service, tmp_path, "slow-start")
+    try:
+        got = embedder.embed(TEXTS)
+    finally:
+        embedder.close()
+    assert np.abs(got - expected(bare_model, TEXTS)).max() < TOLERANCE
+    metrics = service.http.get("/metrics").text
+    assert 'route="/v1/embeddings",code="202"} 1' in metrics, metrics
+    assert 'route="/v1/tasks/{task_id}/result",code="200"} 1' in metrics, (metrics, worker.output())
+
+
+def test_the_openai_embedder_cancels_a_task_no_worker_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgvectorizer.embedders import make_embedder
+    from pgvectorizer.embedders import openai as openai_embedder
+    from pgvectorizer.errors import EmbeddingError
+
+    monkeypatch.setattr(openai_embedder, "TASK_WAIT", 1.5)
+    service = Service(tmp_path, tmp_path / "queue.db", MAX_WAIT_SECONDS="1")
+    config = {"implementation": "openai", "model": MODEL, "dimensions": DIMS,
+              "base_url": f"{service.url}/v1", "api_key_name": "QUEUE_TOKEN"}
+    embedder = make_embedder(config, {"QUEUE_TOKEN": TOKEN})
+    with pytest.raises(EmbeddingError, match="no worker's answer") as caught:
+        embedder.embed(TEXTS[:1])
+    embedder.close()
+    assert caught.value.transient
+    task_id = str(caught.value).split("task ")[1].split()[0]
+    assert service.task(task_id)["error"] == "cancelled by the client"

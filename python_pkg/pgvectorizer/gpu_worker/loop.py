@@ -50,6 +50,11 @@ DEFAULT_POLL_INTERVAL = 2.0  # seconds: pause after an empty claim with wait 0; 
 HEARTBEATS_PER_LEASE = 3  # a lost heartbeat or two still leaves the lease alive
 MIN_HEARTBEAT = 0.05  # seconds between heartbeats at least, whatever lease the service gives
 MAX_WORKER_ID = 200  # characters, as the protocol allows
+# The next claim goes out when the batch being encoded is this close to its expected end
+# (a fraction of its expected time, plus seconds for the claim's round trip), not when it
+# starts: tasks that arrive meanwhile join the next batch instead of trailing in small ones.
+CLAIM_LEAD_FRACTION = 0.2
+CLAIM_LEAD_SECONDS = 0.05
 
 QUEUED, ENCODING, COMPUTED = "queued", "encoding", "computed"
 
@@ -111,6 +116,9 @@ class GpuWorker:
         self._client: ServiceClient | None = None
         self.batches = 0  # batches encoded
         self.texts = 0  # texts encoded
+        self._rate: float | None = None  # texts per second of the last batch
+        self._encoding_until: float | None = None  # expected end of the batch in hand
+        self._encoded = asyncio.Event()  # set when a batch's encoding ends
 
     def request_stop(self) -> None:
         """Finish the batch in hand, post it, give back the rest, and return from run().
@@ -165,6 +173,7 @@ class GpuWorker:
             dimensions={m: self.backend.dimensions(m) for m in self.backend.models})
         while True:
             await self._slot.acquire()
+            await self._until_nearly_idle()
             answer = await self._client.claim(request)
             self._lease_seconds = answer.lease_seconds
             if not answer.tasks:
@@ -176,6 +185,19 @@ class GpuWorker:
                 self._leases[task.id] = _Lease(task)
             self._leased.set()
             self._batches.put_nowait([task.id for task in answer.tasks])
+
+    async def _until_nearly_idle(self) -> None:
+        """Waits until the batch in hand is close to done (by the last batch's rate)."""
+        end = self._encoding_until
+        if end is None:
+            return
+        lead = CLAIM_LEAD_FRACTION * max(0.0, end - time.monotonic()) + CLAIM_LEAD_SECONDS
+        delay = end - lead - time.monotonic()
+        if delay > 0:
+            try:
+                await asyncio.wait_for(self._encoded.wait(), delay)
+            except TimeoutError:
+                pass
 
     async def _encode_loop(self) -> None:
         while True:
@@ -193,9 +215,14 @@ class GpuWorker:
         tasks = [lease.task for lease in leases]
         texts = sum(len(task.input) for task in tasks)
         started = time.monotonic()
+        if self._rate:
+            self._encoding_until = started + texts / self._rate
+        self._encoded.clear()
         try:
             outcomes = await asyncio.to_thread(embed_tasks, self.backend, tasks)
         except ConfigError as exc:
+            self._encoding_until = None
+            self._encoded.set()
             # The backend cannot embed at all (a model gone from Ollama): hand the tasks back
             # uncharged for other workers, and stop rather than fail every task claimed.
             logger.error("%s cannot embed: %s", self.backend.name, exc)
@@ -209,6 +236,10 @@ class GpuWorker:
                                   f"{type(exc).__name__}: {exc}", retryable=True)
                         for task in tasks]
         seconds = time.monotonic() - started
+        self._encoding_until = None
+        self._encoded.set()
+        if seconds > 0:
+            self._rate = texts / seconds
         for lease in leases:
             lease.state = COMPUTED
         self._outbox.put_nowait(outcomes)

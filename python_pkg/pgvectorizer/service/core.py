@@ -154,7 +154,7 @@ class Service:
                 remaining = deadline - loop.time()
                 if task is None or task.status in FINAL or remaining <= 0:
                     return task
-                await wait(woken, min(remaining, self.settings.recheck_seconds))
+                await wait(woken, min(remaining, self.settings.recheck))
 
     async def cancel(self, task_id: str) -> bool:
         cancelled = await self.store.cancel(task_id)
@@ -184,7 +184,7 @@ class Service:
                 remaining = deadline - loop.time()
                 if tasks or remaining <= 0:
                     return tasks
-                await wait(woken, min(remaining, self.settings.recheck_seconds))
+                await wait(woken, min(remaining, self.settings.recheck))
 
     async def _note_worker(self, worker_id: str, dimensions: dict[str, int]) -> None:
         now = self._clock()

@@ -51,10 +51,18 @@ class ServiceSettings:
     max_inputs: int = 2048
     max_wait_seconds: float = 30.0
     default_wait_seconds: float = DEFAULT_WAIT_SECONDS
-    # Seconds between re-reads of the store while a request or claim waits: what another
-    # replica (or an expired lease) changes is seen this late at most.
-    recheck_seconds: float = 0.5
+    # Seconds between re-reads of the store while a request or claim waits (None: by store).
+    # With PostgreSQL another replica may finish a task or add work, seen this late at most.
+    # With SQLite every change passes through this process, which wakes the waiters itself;
+    # the rare re-read is a safety net, and frequent ones would take CPU from a local model.
+    recheck_seconds: float | None = None
     housekeeping_seconds: float = 15.0
+
+    @property
+    def recheck(self) -> float:
+        if self.recheck_seconds is not None:
+            return self.recheck_seconds
+        return 0.5 if self.database_url else 5.0
 
     @property
     def store_description(self) -> str:
