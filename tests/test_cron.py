@@ -175,6 +175,9 @@ def test_a_job_runs_as_the_vectorizer_owner(cron_conn: psycopg.Connection, schem
 
 # --- a scheduled run, end to end ---------------------------------------------------------------
 
+WRITER_SECONDS = 3.0  # the least time the writer below writes (15 commits, one per 0.2 s)
+
+
 def _wait_for_runs(conn: psycopg.Connection, jobids: list[int], since: float) -> dict[int, tuple[str, str]]:
     """Each job's first run that started after `since` (epoch seconds), once all have ended."""
     deadline = time.monotonic() + TICK_WAIT
@@ -241,12 +244,16 @@ def test_pg_cron_carries_every_change_into_the_store(cron_conn: psycopg.Connecti
             errors.append(exc)
 
     writer = threading.Thread(target=write)
+    started = time.monotonic()
     writer.start()
     try:
         runs = _wait_for_runs(cron_conn, [jobs[f"ai_vectorizer_{vid}_run"]["jobid"],
                                           jobs[f"ai_vectorizer_{vid}_index"]["jobid"],
                                           _jobs(cron_conn, broken)[f"ai_vectorizer_{broken}_run"]["jobid"]],
                               since)
+        # When the minute strikes at once, the jobs can be over within a second: the writer
+        # still writes a few seconds in all, so the count below tells a stalled writer.
+        time.sleep(max(0.0, WRITER_SECONDS - (time.monotonic() - started)))
     finally:
         stop.set()
         writer.join()
