@@ -263,6 +263,16 @@ def test_bad_task_is_isolated() -> None:
     np.testing.assert_allclose(result_of(outcomes[2]), vectors_of(["also fine"]), atol=1e-6)
 
 
+def test_a_lone_task_that_fails_gets_a_second_try() -> None:
+    # One failure cannot tell a bad text from a broken worker: the first attempt is retryable,
+    # the second (another try failed too) is not.
+    first = embed_tasks(FakeBackend(fail_on="BAD"), [task("a", ["BAD"])])
+    second = embed_tasks(FakeBackend(fail_on="BAD"),
+                         [task("a", ["BAD"]).model_copy(update={"attempt": 2})])
+    assert [(type(o), getattr(o, "retryable", None)) for o in first + second] == [
+        (TaskError, True), (TaskError, False)]
+
+
 def test_all_failing_alone_blames_the_backend() -> None:
     outcomes = embed_tasks(FakeBackend(fail_on="BAD"), [task("a", ["BAD 1"]),
                                                         task("b", ["BAD 2"])])
@@ -671,6 +681,26 @@ def test_st_backend_other_errors_blame_the_texts(st_backend: Any) -> None:
     with pytest.raises(EmbeddingError, match="bad input") as info:
         backend.embed(model, ["a"])
     assert not info.value.transient
+
+
+class DeviceLost(OutOfMemoryAbove):
+    """A model whose GPU state is gone."""
+
+    def encode(self, sentences: list[str], **kwargs: Any) -> Any:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_st_backend_device_errors_stop_the_worker(st_backend: Any) -> None:
+    from pgvectorizer.gpu_worker.backends import SentenceTransformersBackend
+
+    (model,) = st_backend.models
+    backend = SentenceTransformersBackend([model], device="cpu")
+    backend._encoders[model] = DeviceLost(backend._encoders[model], limit=0)
+    # A ConfigError: the loop gives the tasks back and stops, failing none of them.
+    with pytest.raises(ConfigError, match="illegal memory access"):
+        backend.embed(model, ["a"])
+    with pytest.raises(ConfigError):
+        embed_tasks(backend, [task("a", ["a"], model=model)])
 
 
 def test_st_backend_in_embed_tasks_truncates(st_backend: Any) -> None:

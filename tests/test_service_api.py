@@ -56,7 +56,10 @@ def settings(tmp_path: Path, **overrides: Any) -> ServiceSettings:
         # A request that names no wait answers at once, so a test that forgets is not slow.
         "default_wait_seconds": 0.0,
         # Longer than any wait here: only the in-process wake-ups can end a long poll early.
-        "recheck_seconds": 30.0}
+        "recheck_seconds": 30.0,
+        # Both models may be cut to fewer dimensions; test_dimensions_only_for_listed_models
+        # covers the others.
+        "dimensions_models": (MODEL, OTHER)}
     return ServiceSettings(**{**values, **overrides})
 
 
@@ -500,13 +503,14 @@ def test_a_retryable_error_requeues_and_a_final_one_fails_the_request(
                                             "error": "the text is not valid for this model"}])
     assert report["accepted"] == [second["id"]]
 
+    # The input's fault: a 400, so that clients (the OpenAI package retries 5xx) do not
+    # send it again.
     response = pending.result(timeout=RESULT_TIMEOUT)
-    message = assert_error(response, 500, type="server_error", code="task_failed",
+    message = assert_error(response, 400, code="task_failed",
                            message="the text is not valid for this model")
     assert message.startswith(f"Embedding task {first['id']} failed")
-    assert_error(client.get(f"/tasks/{first['id']}/result", headers=CLIENT), 500,
-                 type="server_error", code="task_failed",
-                 message="the text is not valid for this model")
+    assert_error(client.get(f"/tasks/{first['id']}/result", headers=CLIENT), 400,
+                 code="task_failed", message="the text is not valid for this model")
     assert claim(client) == []
 
 
@@ -685,7 +689,9 @@ def test_settings_defaults_and_derived_values() -> None:
                                                            None)
     assert (s.lease_seconds, s.max_attempts, s.result_retention, s.max_request_bytes,
             s.max_inputs, s.max_wait_seconds) == (60.0, 3, 3600.0, 8 * 1024 * 1024, 2048, 30.0)
+    assert (s.pending_timeout, s.dimensions_models, s.recheck) == (86400.0, (), 5.0)
     s = settings_from_env({"AUTH_TOKEN": "secret", "WORKER_TOKEN": "gpu",
+                           "DIMENSIONS_MODELS": "e5, ,gte", "PENDING_TIMEOUT": "60",
                            "EMBEDDING_MODEL": "bge-m3", "MODELS": " e5, bge-m3,, gte ,e5",
                            "LEASE_SECONDS": "2.5", "MAX_ATTEMPTS": "5", "SERVER_PORT": "9000",
                            "DATABASE_URL": "postgresql://x/y", "MAX_INPUTS": "10"})
@@ -693,6 +699,7 @@ def test_settings_defaults_and_derived_values() -> None:
     assert (s.default_model, s.models) == ("bge-m3", ("bge-m3", "e5", "gte"))
     assert (s.lease_seconds, s.max_attempts, s.port, s.max_inputs) == (2.5, 5, 9000, 10)
     assert s.store_description == "PostgreSQL (DATABASE_URL)"
+    assert (s.dimensions_models, s.pending_timeout, s.recheck) == (("e5", "gte"), 60.0, 0.5)
 
 
 @pytest.mark.parametrize(("name", "value", "problem"), [
@@ -705,6 +712,7 @@ def test_settings_defaults_and_derived_values() -> None:
     ("MAX_REQUEST_BYTES", "100", "is less than 1024"),
     ("MAX_INPUTS", "many", "is not a number"),
     ("MAX_WAIT_SECONDS", "-5", "is less than 0"),
+    ("PENDING_TIMEOUT", "0", "is less than 1"),
 ])
 def test_settings_name_a_bad_number(name: str, value: str, problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -718,3 +726,35 @@ def test_settings_name_a_bad_number(name: str, value: str, problem: str) -> None
 def test_settings_refuse_numbers_that_are_not_finite(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         settings_from_env({"AUTH_TOKEN": "t", name: value})
+
+
+def test_dimensions_only_for_listed_models(tmp_path: Path) -> None:
+    with serve(tmp_path, dimensions_models=(OTHER,)) as client:
+        # Before any worker reported the model's size: only models listed may be cut.
+        response = client.post("/v1/embeddings", headers=CLIENT,
+                               json={"input": "a", "dimensions": 2, "wait_seconds": 0})
+        assert_error(response, 400, param="dimensions",
+                     message=f"{MODEL} does not take 'dimensions'")
+        submit(client, dimensions=2, model=OTHER)
+        claim(client, dimensions={MODEL: DIMS}, max_tasks=1)  # the worker reports the size
+        submit(client, dimensions=DIMS)  # its own size is always fine
+        response = client.post("/v1/embeddings", headers=CLIENT,
+                               json={"input": "a", "dimensions": DIMS - 1, "wait_seconds": 0})
+        assert_error(response, 400, param="dimensions",
+                     message=f"so it answers with its {DIMS} only")
+
+
+def test_bad_input_that_would_break_the_store_is_a_400(client: TestClient) -> None:
+    response = client.post("/v1/embeddings", headers={**CLIENT, "Content-Type": "application/json"},
+                           content=b'{"input": "\\ud800", "wait_seconds": 0}')
+    assert_error(response, 400, param="input", message="'input[0]' holds an unpaired UTF-16")
+    deep = b'{"input": ' + b"[" * 1500 + b"]" * 1500 + b"}"  # under the 4 KiB limit
+    assert_error(client.post("/v1/embeddings", headers=CLIENT, content=deep), 400,
+                 message="not valid JSON")
+    for value in (10**30, 2**63):
+        response = client.post("/v1/embeddings", headers=CLIENT,
+                               json={"input": "a", "dimensions": value, "wait_seconds": 0})
+        assert_error(response, 400, param="dimensions", message="less than or equal to 65536")
+    response = client.post("/worker/claim", headers=WORKER,
+                           json={"worker_id": "w", "models": [MODEL], "dimensions": {MODEL: -1}})
+    assert_error(response, 400, param=f"dimensions.{MODEL}")

@@ -161,7 +161,8 @@ def vectors_of(task: dict[str, Any]) -> np.ndarray:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Proc]]:
     """One service and one worker for the tests that need nothing special of them."""
     tmp = tmp_path_factory.mktemp("queue")
-    service = Service(tmp, tmp / "queue.db", MAX_REQUEST_BYTES="65536")
+    service = Service(tmp, tmp / "queue.db", MAX_REQUEST_BYTES="65536",
+                      DIMENSIONS_MODELS=MODEL)
     worker = spawn_worker(service, tmp, "shared")
     _spawned.remove(worker)
     _spawned.remove(service.proc)
@@ -252,6 +253,7 @@ def test_a_long_poll_returns_the_task_id_and_the_task_returns_the_result(
     result = service.http.get(f"/tasks/{task_id}/result")
     assert result.status_code == 200 and len(result.json()["data"]) == 2
     assert service.metric("pgvectorizer_queue_task_seconds_count") == 1
+    assert service.proc.stop() == 0, service.proc.output()  # SIGTERM is a clean stop
 
 
 def test_a_worker_killed_mid_task_leaves_it_to_another(tmp_path: Path, bare_model: Any) -> None:

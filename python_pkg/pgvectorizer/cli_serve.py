@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 
 from pgvectorizer.errors import ConfigError
 
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(settings), log_level=logging.getLogger().level,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, access_log=False)
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -83,8 +87,31 @@ def run(args: argparse.Namespace) -> int:
         await task
 
     asyncio.run(serve())
-    # uvicorn sets should_exit on a signal and returns; a failed start-up exits non-zero.
+    # A signal ends serve() gracefully; a failed start-up (say, a store it cannot open) not.
     return 0 if server.started else 1
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, minus raising the signal again after a graceful shutdown: that
+        makes the process die of it (exit 143 for SIGTERM) where a clean stop should exit 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def _write_atomically(path: str, text: str) -> None:

@@ -19,18 +19,24 @@ from psycopg_pool import AsyncConnectionPool
 from pgvectorizer.db.connection import SESSION_SETUP
 from pgvectorizer.service.store import (
     CANCELLED,
+    CANCELLED_KIND,
     COMPLETED,
+    EXPIRED,
     FAILED,
+    LOST,
     PENDING,
     PROCESSING,
     Failure,
     Finished,
     NewTask,
+    OpenTask,
     Result,
     Task,
+    expired_error,
+    failure_outcome,
     lost_error,
+    result_problem,
 )
-from pgvectorizer.service.store_sqlite import result_problem
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +61,13 @@ CREATE TABLE IF NOT EXISTS embedding_queue.tasks (
     error text,
     result bytea,
     result_dimensions int,
-    tokens int NOT NULL DEFAULT 0
+    tokens int NOT NULL DEFAULT 0,
+    error_kind text
 );
 CREATE INDEX IF NOT EXISTS tasks_open ON embedding_queue.tasks (created_at)
     WHERE status IN ('pending', 'processing');
+CREATE INDEX IF NOT EXISTS tasks_pending ON embedding_queue.tasks (created_at)
+    WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_finished ON embedding_queue.tasks (finished_at)
     WHERE finished_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS embedding_queue.workers (
@@ -69,12 +78,12 @@ CREATE TABLE IF NOT EXISTS embedding_queue.models (
 
 _COLUMNS = ("id::text, model, inputs, dimensions, encoding_format, status, attempts, "
             "extract(epoch FROM created_at)::float8, extract(epoch FROM finished_at)::float8, "
-            "error, result, result_dimensions, tokens")
+            "error, result, result_dimensions, tokens, error_kind")
 _NOW = "pg_catalog.clock_timestamp()"
 
 FAIL_LOST = f"""
-UPDATE embedding_queue.tasks SET status = '{FAILED}', error = %(lost)s, finished_at = {_NOW},
-       lease_expires = NULL
+UPDATE embedding_queue.tasks SET status = '{FAILED}', error = %(lost)s, error_kind = '{LOST}',
+       finished_at = {_NOW}, lease_expires = NULL
  WHERE status = '{PROCESSING}' AND lease_expires < {_NOW} AND attempts >= %(max_attempts)s
 RETURNING id::text"""
 
@@ -99,12 +108,12 @@ RETURNING t.{_COLUMNS}"""
 
 def _task(row: TupleRow) -> Task:
     (id_, model, inputs, dimensions, encoding_format, status, attempts, created_at,
-     finished_at, error, result, result_dimensions, tokens) = row
+     finished_at, error, result, result_dimensions, tokens, error_kind) = row
     return Task(id=id_, model=model, inputs=list(inputs), dimensions=dimensions,
                 encoding_format=encoding_format, status=status, attempts=attempts,
                 created_at=created_at, finished_at=finished_at, error=error,
                 result=bytes(result) if result is not None else None,
-                result_dimensions=result_dimensions, tokens=tokens)
+                result_dimensions=result_dimensions, tokens=tokens, error_kind=error_kind)
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
@@ -143,6 +152,13 @@ class PostgresTaskStore:
             row = await cur.fetchone()
         return _task(row) if row else None
 
+    async def status(self, task_id: str) -> str | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT status FROM embedding_queue.tasks WHERE id = %s",
+                                     (_uuid_or_none(task_id),))
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
     async def claim(self, worker_id: str, models: list[str], max_tasks: int, max_texts: int,
                     lease_seconds: float, max_attempts: int,
                     lost: list[str] | None = None) -> list[Task]:
@@ -179,30 +195,30 @@ class PostgresTaskStore:
         requeued = False
         async with self._pool.connection() as conn, conn.transaction():
             for result in results:
-                row = await _open_task(conn, result.id, ignored)
-                if row is None:
+                task = await _open_task(conn, result.id, ignored)
+                if task is None:
                     continue
-                reason = result_problem(result, n_texts=row[1], dimensions=row[2])
+                reason = result_problem(result, task)
                 if reason:
                     ignored[result.id] = reason
                     continue
                 await conn.execute(
                     f"UPDATE embedding_queue.tasks SET status = %s, result = %s, "
                     f"result_dimensions = %s, tokens = %s, finished_at = {_NOW}, error = NULL, "
-                    f"worker_id = %s, lease_expires = NULL WHERE id = %s",
+                    f"error_kind = NULL, worker_id = %s, lease_expires = NULL WHERE id = %s",
                     (COMPLETED, result.vectors, result.dimensions, result.tokens, worker_id,
                      result.id))
                 accepted.append(result.id)
-                final[result.id] = row[5]
+                final[result.id] = task.age
             for failure in failures:
-                row = await _open_task(conn, failure.id, ignored)
-                if row is None:
+                task = await _open_task(conn, failure.id, ignored)
+                if task is None:
                     continue
-                attempts, holder = row[3], row[4]
-                if failure.retryable and holder != worker_id:
-                    ignored[failure.id] = "the task is leased to another worker now"
+                action, detail = failure_outcome(failure, task, worker_id, max_attempts)
+                if action == "ignore":
+                    ignored[failure.id] = str(detail)
                     continue
-                if failure.retryable and attempts < max_attempts:
+                if action == "requeue":
                     await conn.execute(
                         "UPDATE embedding_queue.tasks SET status = %s, worker_id = NULL, "
                         "lease_expires = NULL, error = %s WHERE id = %s",
@@ -211,9 +227,10 @@ class PostgresTaskStore:
                 else:
                     await conn.execute(
                         f"UPDATE embedding_queue.tasks SET status = %s, error = %s, "
-                        f"finished_at = {_NOW}, worker_id = %s, lease_expires = NULL "
-                        f"WHERE id = %s", (FAILED, failure.error, worker_id, failure.id))
-                    final[failure.id] = row[5]
+                        f"error_kind = %s, finished_at = {_NOW}, worker_id = %s, "
+                        f"lease_expires = NULL WHERE id = %s",
+                        (FAILED, failure.error, detail, worker_id, failure.id))
+                    final[failure.id] = task.age
                 accepted.append(failure.id)
             for task_id in released:
                 cur = await conn.execute(
@@ -231,17 +248,24 @@ class PostgresTaskStore:
     async def cancel(self, task_id: str) -> bool:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"UPDATE embedding_queue.tasks SET status = %s, error = "
-                f"%s, finished_at = {_NOW}, lease_expires = NULL "
+                f"UPDATE embedding_queue.tasks SET status = %s, error = %s, error_kind = %s, "
+                f"finished_at = {_NOW}, lease_expires = NULL "
                 f"WHERE id = %s AND status IN (%s, %s)",
-                (FAILED, CANCELLED, _uuid_or_none(task_id), PENDING, PROCESSING))
+                (FAILED, CANCELLED, CANCELLED_KIND, _uuid_or_none(task_id), PENDING, PROCESSING))
             return cur.rowcount > 0
 
-    async def expire(self, max_attempts: int, retention: float) -> tuple[list[str], int]:
+    async def expire(self, max_attempts: int, retention: float,
+                     pending_timeout: float) -> tuple[list[str], int]:
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(FAIL_LOST, {"lost": lost_error(max_attempts),
                                                  "max_attempts": max_attempts})
             lost = [r[0] for r in await cur.fetchall()]
+            cur = await conn.execute(
+                f"UPDATE embedding_queue.tasks SET status = %s, error = %s, error_kind = %s, "
+                f"finished_at = {_NOW} WHERE status = %s AND created_at < {_NOW} - "
+                f"pg_catalog.make_interval(secs => %s) RETURNING id::text",
+                (FAILED, expired_error(pending_timeout), EXPIRED, PENDING, pending_timeout))
+            lost += [r[0] for r in await cur.fetchall()]
             cur = await conn.execute(
                 f"DELETE FROM embedding_queue.tasks WHERE finished_at < {_NOW} - "
                 "pg_catalog.make_interval(secs => %s)", (retention,))
@@ -288,13 +312,13 @@ def _uuid_or_none(text: str) -> str | None:
 
 
 async def _open_task(conn: AsyncConnection[Any], task_id: str,
-                     ignored: dict[str, str]) -> tuple[Any, ...] | None:
-    """(status, n_texts, dimensions, attempts, worker_id, created_at) of a task not final yet,
-    locked for this transaction; else None, with the reason in ignored."""
+                     ignored: dict[str, str]) -> OpenTask | None:
+    """The task if it is not final yet, locked for this transaction; else None, with the
+    reason in ignored."""
     cur = await conn.execute(
         "SELECT status, n_texts, dimensions, attempts, worker_id, "
-        "extract(epoch FROM created_at)::float8 FROM embedding_queue.tasks WHERE id = %s "
-        "FOR UPDATE", (_uuid_or_none(task_id),))
+        f"extract(epoch FROM {_NOW} - created_at)::float8 FROM embedding_queue.tasks "
+        "WHERE id = %s FOR UPDATE", (_uuid_or_none(task_id),))
     row = await cur.fetchone()
     if row is None:
         ignored[task_id] = "no such task (it may have expired)"
@@ -302,4 +326,5 @@ async def _open_task(conn: AsyncConnection[Any], task_id: str,
     if row[0] in (COMPLETED, FAILED):
         ignored[task_id] = f"the task is {row[0]} already"
         return None
-    return tuple(row)
+    return OpenTask(n_texts=row[1], dimensions=row[2], attempts=row[3], worker_id=row[4],
+                    age=row[5])

@@ -29,7 +29,7 @@ from pgvectorizer.embedders.http import (
     post_json,
     request_json,
 )
-from pgvectorizer.errors import ApiKeyMissing, EmbeddingError
+from pgvectorizer.errors import ApiKeyMissing, ConfigError, EmbeddingError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_NAME = "OPENAI_API_KEY"
@@ -44,6 +44,7 @@ PARALLEL_REQUESTS = 4
 # for now (transient), to be tried again later.
 TASK_WAIT = 600.0
 TASK_POLL = 30.0
+TASK_MIN_POLL = 1.0  # seconds between two polls at least
 
 
 def accepts_dimensions(model: str) -> bool:
@@ -118,21 +119,28 @@ class OpenAIEmbedder:
         read_timeout = self._client.timeout.read or DEFAULT_TIMEOUT
         poll = max(0.0, min(TASK_POLL, read_timeout - 5.0))
         deadline = time.monotonic() + TASK_WAIT
-        while True:
-            status, body = request_json(self._client, "GET", f"{url}?wait_seconds={poll:g}",
-                                        what=self._what, refusal=self._refusal)
-            if status != 202 or not _is_task(body):
-                return body
-            if time.monotonic() >= deadline:
-                break
-            if poll == 0:
-                time.sleep(1.0)
+        try:
+            while time.monotonic() < deadline:
+                asked = time.monotonic()
+                status, body = request_json(self._client, "GET", f"{url}?wait_seconds={poll:g}",
+                                            what=self._what, refusal=self._refusal)
+                if status != 202 or not _is_task(body):
+                    return body
+                # A server (or a proxy) that answers at once must not be asked in a tight loop.
+                time.sleep(max(0.0, TASK_MIN_POLL - (time.monotonic() - asked)))
+        except (EmbeddingError, ConfigError):
+            self._cancel(task_id)
+            raise
+        self._cancel(task_id)
+        raise EmbeddingError(f"{self._what}: task {task_id} got no worker's answer within "
+                             f"{TASK_WAIT:g} s; it was cancelled", transient=True)
+
+    def _cancel(self, task_id: str) -> None:
+        # Nobody will read the task's result: a worker need not compute it.
         try:
             self._client.delete(f"{self.base_url}/tasks/{task_id}")
         except httpx.HTTPError:
-            pass  # the service drops unanswered tasks after its retention time anyway
-        raise EmbeddingError(f"{self._what}: task {task_id} got no worker's answer within "
-                             f"{TASK_WAIT:g} s; it was cancelled", transient=True)
+            pass  # the service fails unanswered tasks after its pending timeout anyway
 
     def _refusal(self, status: int, message: str) -> str:
         if status in (401, 403):

@@ -136,6 +136,13 @@ class SentenceTransformersBackend:
                                              convert_to_numpy=True, show_progress_bar=False)
                     tokens += _count_tokens(encoder, chunk)
                 except Exception as exc:
+                    if _device_broken(exc):
+                        # The GPU's state is gone (an illegal access, a lost device): every
+                        # later batch would fail too, so this worker stops and gives its
+                        # tasks back rather than fail them as if the texts were to blame.
+                        raise ConfigError(f"{model} on {self.device} hit a device error; "
+                                          f"this worker stops: {type(exc).__name__}: {exc}"
+                                          ) from exc
                     if not _out_of_memory(exc):
                         # Tokenizer and model errors come from the texts as far as we can tell.
                         raise EmbeddingError(f"{model} failed on {len(chunk)} texts: "
@@ -163,6 +170,14 @@ def _count_tokens(encoder: Any, texts: list[str]) -> int:
     # sentence-transformers 6 calls it preprocess (tokenize warns); 3 to 5 only tokenize.
     tokenize = getattr(encoder, "preprocess", None) or encoder.tokenize
     return int(tokenize(texts)["attention_mask"].sum())
+
+
+def _device_broken(exc: BaseException) -> bool:
+    # "CUDA error: an illegal memory access", "cuDNN error", "device-side assert": the CUDA
+    # context cannot be used again in this process. Out of memory is not among them.
+    text = str(exc)
+    return (isinstance(exc, RuntimeError) and not _out_of_memory(exc)
+            and ("CUDA error" in text or "cuDNN" in text or "device-side assert" in text))
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -114,8 +114,13 @@ def _embed_group(backend: Backend, model: str, group: list[ClaimedTask]) -> list
     try:
         return _embed_together(backend, model, group)
     except EmbeddingError as exc:
-        if exc.transient or len(group) == 1:
+        if exc.transient:
             return [_failed(t, backend, exc) for t in group]
+        if len(group) == 1:
+            # One failure does not prove the input bad (a broken worker fails the same way):
+            # the task fails for good on its second attempt, when another try failed too.
+            task = group[0]
+            return [_failed(task, backend, exc, retryable=task.attempt < 2)]
         logger.info("%s: %d tasks failed together (%s); trying each alone", model, len(group),
                     exc)
     alone = [_embed_alone(backend, model, task) for task in group]
@@ -134,9 +139,10 @@ def _embed_alone(backend: Backend, model: str, task: ClaimedTask) -> Outcome:
         return _failed(task, backend, exc)
 
 
-def _failed(task: ClaimedTask, backend: Backend, exc: EmbeddingError) -> TaskError:
+def _failed(task: ClaimedTask, backend: Backend, exc: EmbeddingError,
+            retryable: bool | None = None) -> TaskError:
     return TaskError(id=task.id, error=f"{backend.name} could not embed with {task.model}: {exc}",
-                     retryable=exc.transient)
+                     retryable=exc.transient if retryable is None else retryable)
 
 
 def _embed_together(backend: Backend, model: str, group: list[ClaimedTask]) -> list[Outcome]:

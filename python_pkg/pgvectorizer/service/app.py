@@ -8,10 +8,11 @@ Open: GET /health.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -29,14 +30,27 @@ from pgvectorizer.service.core import Service
 from pgvectorizer.service.errors import SERVER_ERROR, ApiError
 from pgvectorizer.service.responses import embeddings_json, pending_json, task_json
 from pgvectorizer.service.settings import ServiceSettings
-from pgvectorizer.service.store import CANCELLED, COMPLETED, FAILED, Task, TaskStore
+from pgvectorizer.service.store import (
+    CANCELLED,
+    CANCELLED_KIND,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    INPUT,
+    Task,
+    TaskStore,
+)
 
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
 # A worker's results carry vectors: 64 tasks of 100 texts at 1024 dimensions are 35 MB.
-MAX_WORKER_BODY = 256 * 1024 * 1024  # bytes
+MAX_RESULTS_BODY = 256 * 1024 * 1024  # bytes
+MAX_WORKER_BODY = 1024 * 1024  # bytes of a claim or heartbeat: ids and names only
+# Bodies and answers past this size are parsed and built in a thread, so that one large one
+# does not hold up every long poll, claim and heartbeat of the process.
+THREAD_BYTES = 256 * 1024
 JSON = "application/json"
 
 def make_store(settings: ServiceSettings) -> TaskStore:
@@ -79,7 +93,7 @@ def create_app(settings: ServiceSettings, store: TaskStore | None = None) -> Fas
         task = await service.wait_for(task_id, wait) if wait > 0 else None
         if task is None or task.status not in (COMPLETED, FAILED):
             return _accepted(task_id, task.status if task else "pending")
-        return _final(task)
+        return await _final(task)
 
     async def task_or_404(request: Request, task_id: str, *, may_wait: bool = True) -> Task:
         authorize(request, CLIENT)
@@ -94,7 +108,8 @@ def create_app(settings: ServiceSettings, store: TaskStore | None = None) -> Fas
     @app.get("/tasks/{task_id}")
     @app.get("/v1/tasks/{task_id}", include_in_schema=False)
     async def get_task(request: Request, task_id: str) -> Response:
-        return Response(task_json(await task_or_404(request, task_id)), media_type=JSON)
+        task = await task_or_404(request, task_id)
+        return Response(await _in_thread_if_large(task_json, task), media_type=JSON)
 
     @app.get("/tasks/{task_id}/result")
     @app.get("/v1/tasks/{task_id}/result", include_in_schema=False)
@@ -102,7 +117,7 @@ def create_app(settings: ServiceSettings, store: TaskStore | None = None) -> Fas
         task = await task_or_404(request, task_id)
         if task.status not in (COMPLETED, FAILED):
             return _accepted(task.id, task.status)
-        return _final(task)
+        return await _final(task)
 
     @app.delete("/tasks/{task_id}")
     @app.delete("/v1/tasks/{task_id}", include_in_schema=False)
@@ -148,7 +163,7 @@ def create_app(settings: ServiceSettings, store: TaskStore | None = None) -> Fas
     @app.post("/worker/results")
     async def results(request: Request) -> Response:
         authorize(request, WORKER)
-        body = await _parse(request, protocol.ResultsRequest, MAX_WORKER_BODY)
+        body = await _parse(request, protocol.ResultsRequest, MAX_RESULTS_BODY)
         return Response((await service.finish(body)).model_dump_json(), media_type=JSON)
 
     return app
@@ -158,13 +173,26 @@ def _accepted(task_id: str, status: str) -> Response:
     return Response(pending_json(task_id, status), status_code=202, media_type=JSON,
                     headers={"Location": f"/tasks/{task_id}"})
 
-def _final(task: Task) -> Response:
+async def _final(task: Task) -> Response:
     if task.status == COMPLETED:
-        return Response(embeddings_json(task), media_type=JSON)
-    if task.error == CANCELLED:
+        return Response(await _in_thread_if_large(embeddings_json, task), media_type=JSON)
+    message = f"Embedding task {task.id} failed: {task.error}"
+    if task.error_kind == CANCELLED_KIND:
         raise ApiError(409, f"Task {task.id} was cancelled by its client", code="task_cancelled")
-    raise ApiError(500, f"Embedding task {task.id} failed: {task.error}", type=SERVER_ERROR,
-                   code="task_failed")
+    if task.error_kind == INPUT:
+        # The input cannot be embedded: sending it again would fail again.
+        raise ApiError(400, message, code="task_failed")
+    if task.error_kind == EXPIRED:
+        raise ApiError(503, message, type=SERVER_ERROR, code="no_worker")
+    raise ApiError(500, message, type=SERVER_ERROR, code="task_failed")
+
+
+async def _in_thread_if_large(build: Callable[[Task], str], task: Task) -> str:
+    # A float answer for 2,048 vectors of 1,024 dimensions takes a third of a second.
+    if task.result is not None and len(task.result) > THREAD_BYTES:
+        return await asyncio.to_thread(build, task)
+    return build(task)
+
 
 def _task_id(text: str) -> str:
     try:
@@ -204,9 +232,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def _parse(request: Request, model: type[M], limit: int) -> M:
     raw = await _read_body(request, limit)
+    if len(raw) > THREAD_BYTES:
+        return await asyncio.to_thread(_validate, raw, model)
+    return _validate(raw, model)
+
+
+def _validate(raw: bytes, model: type[M]) -> M:
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting thousands deep
         raise ApiError(400, f"The body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object")
@@ -239,7 +273,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         return ApiError(exc.status_code, str(exc.detail),
                         headers=dict(exc.headers or {})).response()
 
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        # Still in OpenAI's shape, so clients show a message rather than a parse error.
+        logger.error("unexpected error", exc_info=exc)
+        return ApiError(500, f"Internal error ({type(exc).__name__}); see the service's log",
+                        type=SERVER_ERROR).response()
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
 

@@ -58,6 +58,12 @@ def texts_of(value: Any, max_inputs: int) -> list[str]:
         if not text:
             raise ApiError(400, f"'input[{i}]' is an empty string: there is nothing to embed",
                            param="input")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON may carry a lone UTF-16 surrogate (\ud800); no store or model can take it.
+            raise ApiError(400, f"'input[{i}]' holds an unpaired UTF-16 surrogate, which is no "
+                           "text", param="input") from None
     return texts
 
 
@@ -102,10 +108,12 @@ class Service:
     async def housekeep(self) -> None:
         """Fails tasks whose workers vanished too often and deletes old finished ones."""
         lost, deleted = await self.store.expire(self.settings.max_attempts,
-                                                self.settings.result_retention)
+                                                self.settings.result_retention,
+                                                self.settings.pending_timeout)
         self._lost(lost)
         if lost or deleted:
-            logger.info("housekeeping: %d task(s) failed after lost leases, %d deleted",
+            logger.info("housekeeping: %d task(s) failed (leases lost, or no worker took them), "
+                        "%d deleted",
                         len(lost), deleted)
         self._dimensions = await self.store.model_dimensions()
 
@@ -125,11 +133,7 @@ class Service:
             raise ApiError(404, f"The model '{model}' does not exist here; this service embeds "
                            f"with {', '.join(self.settings.models)} (MODELS)", param="model",
                            code="model_not_found")
-        native = self._dimensions.get(model)
-        if request.dimensions is not None and native is not None and request.dimensions > native:
-            raise ApiError(400, f"'dimensions' is {request.dimensions}, but {model} makes "
-                           f"{native}-dimensional vectors: ask for {native} or fewer",
-                           param="dimensions")
+        self._check_dimensions(model, request.dimensions)
         task_id = str(uuid.uuid4())
         await self.store.submit(NewTask(task_id, model, texts, request.dimensions,
                                         request.encoding_format))
@@ -137,6 +141,20 @@ class Service:
         self.metrics.texts += len(texts)
         self.notifier.work_arrived()
         return task_id
+
+    def _check_dimensions(self, model: str, asked: int | None) -> None:
+        """`dimensions` below a model's size only for models trained for it, never above."""
+        native = self._dimensions.get(model)  # None until a worker has reported the model
+        if asked is None or asked == native:
+            return
+        if native is not None and asked > native:
+            raise ApiError(400, f"'dimensions' is {asked}, but {model} makes {native}-dimensional "
+                           f"vectors: ask for {native} or fewer", param="dimensions")
+        if model not in self.settings.dimensions_models:
+            size = f"its {native}" if native is not None else "its own size"
+            raise ApiError(400, f"{model} does not take 'dimensions': its vectors lose meaning "
+                           f"when cut, so it answers with {size} only (DIMENSIONS_MODELS lists "
+                           "the models that may be cut)", param="dimensions")
 
     def wait_seconds(self, asked: float | None) -> float:
         """The client's wait, or the default, at most MAX_WAIT_SECONDS."""
@@ -149,11 +167,12 @@ class Service:
         deadline = loop.time() + seconds
         while True:
             # Woken by a result that reaches this process; other replicas' are read again.
+            # The state alone is read while waiting; the task with its vectors once at the end.
             with self.notifier.watching_task(task_id) as woken:
-                task = await self.store.get(task_id)
+                status = await self.store.status(task_id)
                 remaining = deadline - loop.time()
-                if task is None or task.status in FINAL or remaining <= 0:
-                    return task
+                if status is None or status in FINAL or remaining <= 0:
+                    return await self.store.get(task_id) if status is not None else None
                 await wait(woken, min(remaining, self.settings.recheck))
 
     async def cancel(self, task_id: str) -> bool:
@@ -195,35 +214,23 @@ class Service:
             self._dimensions.update(dimensions)
 
     async def heartbeat(self, request: protocol.HeartbeatRequest) -> list[str]:
+        # A worker encoding a long batch claims nothing for a while: its heartbeats keep it
+        # among the workers that /metrics counts.
+        await self._note_worker(request.worker_id, {})
         return await self.store.heartbeat(request.worker_id, request.task_ids,
                                           self.settings.lease_seconds)
 
     async def finish(self, request: protocol.ResultsRequest) -> protocol.ResultsResponse:
         """Stores the worker's answers and wakes the clients waiting for them."""
-        results: list[Result] = []
-        failures = [Failure(e.id, e.error, e.retryable) for e in request.errors]
-        bad: dict[str, str] = {}
-        for item in request.results:
-            try:
-                vectors = protocol.decode_vectors(item.embeddings, item.dimensions)
-            except ValueError as exc:  # binascii.Error is a ValueError
-                bad[item.id] = f"the embeddings cannot be decoded: {exc}"
-                continue
-            if not np.isfinite(vectors).all():
-                # A model that overflowed (fp16) on this worker may not on another.
-                failures.append(Failure(item.id, f"worker {request.worker_id} returned "
-                                        "vectors with NaN or infinite values", True))
-                continue
-            results.append(Result(item.id, vectors.tobytes(), item.dimensions, item.tokens))
+        results, failures, bad = await asyncio.to_thread(_decode_results, request)
         finished = await self.store.finish(request.worker_id, results, failures,
                                            request.released, self.settings.max_attempts)
-        now = self._clock()
         completed = {r.id for r in results}
-        for task_id, created_at in finished.final.items():
+        for task_id, age in finished.final.items():
             self.notifier.task_done(task_id)
             if task_id in completed:
                 self.metrics.finished["completed"] += 1
-                self.metrics.observe_latency(now - created_at)
+                self.metrics.observe_latency(age)
             else:
                 self.metrics.finished["failed"] += 1
         if finished.requeued:
@@ -234,3 +241,25 @@ class Service:
     async def metrics_text(self) -> str:
         workers = await self.store.workers(max(2 * self.settings.lease_seconds, 60.0))
         return self.metrics.render(await self.store.counts(), workers, STATES)
+
+
+def _decode_results(request: protocol.ResultsRequest
+                    ) -> tuple[list[Result], list[Failure], dict[str, str]]:
+    """The worker's vectors as stored bytes, its failures, and results that cannot be read
+    (with the reason). Runs in a thread: a report can carry tens of megabytes."""
+    results: list[Result] = []
+    failures = [Failure(e.id, e.error, e.retryable) for e in request.errors]
+    bad: dict[str, str] = {}
+    for item in request.results:
+        try:
+            vectors = protocol.decode_vectors(item.embeddings, item.dimensions)
+        except ValueError as exc:  # binascii.Error is a ValueError
+            bad[item.id] = f"the embeddings cannot be decoded: {exc}"
+            continue
+        if not np.isfinite(vectors).all():
+            # A model that overflowed (fp16) on this worker may not on another.
+            failures.append(Failure(item.id, f"worker {request.worker_id} returned vectors "
+                                    "with NaN or infinite values", True))
+            continue
+        results.append(Result(item.id, vectors.tobytes(), item.dimensions, item.tokens))
+    return results, failures, bad

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_CLAIM_TASKS = 1024
 MAX_CLAIM_TEXTS = 65_536
 MAX_CLAIM_WAIT = 60.0  # seconds a claim may be held open waiting for work
+MAX_DIMENSIONS = 65_536  # floats per vector: far above any model, and a bound for the stores
+MAX_TOKENS = 2**31 - 1  # a task's token count, as the stores keep it (int)
 
 
 class EmbeddingRequest(BaseModel):
@@ -28,7 +30,7 @@ class EmbeddingRequest(BaseModel):
     input: Any
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int, Field(ge=1)] | None = None
+    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
     user: str | None = None
     wait_seconds: Annotated[float, Field(ge=0)] | None = None
 
@@ -46,7 +48,7 @@ class ClaimRequest(BaseModel):
     max_tasks: Annotated[int, Field(ge=1, le=MAX_CLAIM_TASKS)] = 64
     max_texts: Annotated[int, Field(ge=1, le=MAX_CLAIM_TEXTS)] = 4096
     wait_seconds: Annotated[float, Field(ge=0, le=MAX_CLAIM_WAIT)] = 20.0
-    dimensions: dict[str, int] = {}
+    dimensions: dict[str, Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)]] = {}
 
 
 class ClaimedTask(BaseModel):
@@ -75,8 +77,9 @@ class HeartbeatResponse(BaseModel):
 class TaskResult(BaseModel):
     id: str
     embeddings: str  # base64 of little-endian float32, len(input) rows of `dimensions`
-    dimensions: Annotated[int, Field(ge=1)]
-    tokens: Annotated[int, Field(ge=0)] = 0  # input tokens, reported in the response's usage
+    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)]
+    # Input tokens, reported in the response's usage.
+    tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
 
 
 class TaskError(BaseModel):

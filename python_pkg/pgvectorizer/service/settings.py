@@ -15,6 +15,8 @@
 | MAX_REQUEST_BYTES   | 8388608                   | largest request body (413 beyond)                |
 | MAX_INPUTS          | 2048                      | most texts in one request (413 beyond), as OpenAI|
 | MAX_WAIT_SECONDS    | 30                        | longest wait_seconds a client may ask for        |
+| PENDING_TIMEOUT     | 86400                     | a task no worker took in this long ends failed   |
+| DIMENSIONS_MODELS   | (none)                    | models whose vectors may be cut to `dimensions`  |
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pgvectorizer.errors import ConfigError
 # Every variable settings_from_env reads.
 VARIABLES = ("AUTH_TOKEN", "WORKER_TOKEN", "EMBEDDING_MODEL", "MODELS", "SERVER_HOST",
              "SERVER_PORT", "DB_PATH", "DATABASE_URL", "LEASE_SECONDS", "MAX_ATTEMPTS",
-             "RESULT_RETENTION", "MAX_REQUEST_BYTES", "MAX_INPUTS", "MAX_WAIT_SECONDS")
+             "RESULT_RETENTION", "MAX_REQUEST_BYTES", "MAX_INPUTS", "MAX_WAIT_SECONDS",
+             "PENDING_TIMEOUT", "DIMENSIONS_MODELS")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_DB_PATH = "data/embedding_queue.db"
 DEFAULT_WAIT_SECONDS = 10.0  # spec 002: a request waits this long for its result by default
@@ -51,6 +54,10 @@ class ServiceSettings:
     max_inputs: int = 2048
     max_wait_seconds: float = 30.0
     default_wait_seconds: float = DEFAULT_WAIT_SECONDS
+    pending_timeout: float = 86400.0  # seconds
+    # Models trained to keep their meaning in a prefix of the vector (Matryoshka, like
+    # OpenAI's text-embedding-3): only these take a `dimensions` below their size.
+    dimensions_models: tuple[str, ...] = ()
     # Seconds between re-reads of the store while a request or claim waits (None: by store).
     # With PostgreSQL another replica may finish a task or add work, seen this late at most.
     # With SQLite every change passes through this process, which wakes the waiters itself;
@@ -67,6 +74,11 @@ class ServiceSettings:
     @property
     def store_description(self) -> str:
         return "PostgreSQL (DATABASE_URL)" if self.database_url else f"SQLite {self.db_path}"
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    """Comma-separated names, blanks dropped."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
@@ -103,8 +115,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServiceSettings:
                           "clients (for example `export AUTH_TOKEN=$(openssl rand -hex 32)`)")
     worker_token = (env.get("WORKER_TOKEN") or "").strip() or token
     default_model = (env.get("EMBEDDING_MODEL") or "").strip() or DEFAULT_MODEL
-    models = tuple(dict.fromkeys(
-        [default_model] + [m.strip() for m in (env.get("MODELS") or "").split(",") if m.strip()]))
+    models = tuple(dict.fromkeys((default_model, *_names(env.get("MODELS")))))
     database_url = (env.get("DATABASE_URL") or "").strip() or None
     return ServiceSettings(
         auth_token=token,
@@ -121,5 +132,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServiceSettings:
         max_request_bytes=_whole(env, "MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimum=1024),
         max_inputs=_whole(env, "MAX_INPUTS", 2048, minimum=1),
         max_wait_seconds=_number(env, "MAX_WAIT_SECONDS", 30.0, minimum=0),
+        pending_timeout=_number(env, "PENDING_TIMEOUT", 86400.0, minimum=1),
+        dimensions_models=_names(env.get("DIMENSIONS_MODELS")),
     )
 

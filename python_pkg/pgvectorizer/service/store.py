@@ -20,6 +20,13 @@ STATES = (PENDING, PROCESSING, COMPLETED, FAILED)
 FINAL = (COMPLETED, FAILED)
 CANCELLED = "cancelled by the client"  # the error of a task its client cancelled
 
+# Why a task failed (Task.error_kind): the client's answer depends on whose fault it was.
+INPUT = "input"  # a worker found the input cannot be embedded: a bad request (400)
+WORKER = "worker"  # workers failed on it max_attempts times (500)
+LOST = "lost"  # its leases ran out max_attempts times (500)
+EXPIRED = "expired"  # no worker took it within the pending timeout (503)
+CANCELLED_KIND = "cancelled"  # its client cancelled it (409)
+
 
 @dataclass(frozen=True)
 class NewTask:
@@ -45,6 +52,7 @@ class Task:
     result: bytes | None  # little-endian float32, len(inputs) rows of result_dimensions
     result_dimensions: int | None
     tokens: int
+    error_kind: str | None = None  # INPUT, WORKER, LOST, EXPIRED or CANCELLED_KIND
 
 
 @dataclass(frozen=True)
@@ -68,9 +76,50 @@ class Finished:
 
     accepted: list[str]
     ignored: dict[str, str]
-    # Tasks completed or failed by this report (id -> created_at): their clients can answer.
+    # Tasks completed or failed by this report (id -> seconds since it was submitted, by the
+    # store's clock): their clients can answer.
     final: dict[str, float]
     requeued: bool  # some task went back to pending: waiting workers can claim it
+
+
+@dataclass(frozen=True)
+class OpenTask:
+    """What finish() needs of a task that is not final yet."""
+
+    n_texts: int
+    dimensions: int | None
+    attempts: int
+    worker_id: str | None
+    age: float  # seconds since it was submitted
+
+
+def result_problem(result: Result, task: OpenTask) -> str | None:
+    """Why a worker's result cannot be the task's answer, or None."""
+    if task.dimensions is not None and result.dimensions != task.dimensions:
+        return (f"the result has {result.dimensions} dimensions; the request asked for "
+                f"{task.dimensions}")
+    rows, extra = divmod(len(result.vectors), 4 * result.dimensions)
+    if extra or rows != task.n_texts:
+        return f"the result holds {len(result.vectors)} bytes, not {task.n_texts} vectors"
+    return None
+
+
+def failure_outcome(failure: Failure, task: OpenTask, worker_id: str,
+                    max_attempts: int) -> tuple[str, str | None]:
+    """What a worker's failure does to a task: ("ignore", reason), ("requeue", None) or
+    ("fail", error kind)."""
+    if not failure.retryable:
+        return "fail", INPUT
+    if task.worker_id != worker_id:
+        return "ignore", "the task is leased to another worker now"
+    if task.attempts < max_attempts:
+        return "requeue", None
+    return "fail", WORKER
+
+
+def expired_error(seconds: float) -> str:
+    return (f"no worker took this task within {seconds:g} s (PENDING_TIMEOUT): is a GPU worker "
+            f"running for its model?")
 
 
 def lost_error(attempts: int) -> str:
@@ -88,6 +137,10 @@ class TaskStore(Protocol):
     async def submit(self, task: NewTask) -> None: ...
 
     async def get(self, task_id: str) -> Task | None: ...
+
+    async def status(self, task_id: str) -> str | None:
+        """The task's state alone (cheap, for long polls), or None if there is no such task."""
+        ...
 
     async def claim(self, worker_id: str, models: list[str], max_tasks: int, max_texts: int,
                     lease_seconds: float, max_attempts: int,
@@ -112,9 +165,11 @@ class TaskStore(Protocol):
         """Fails a task that is not final yet, as cancelled by its client."""
         ...
 
-    async def expire(self, max_attempts: int, retention: float) -> tuple[list[str], int]:
-        """Fails leased-out tasks out of attempts (their ids) and deletes tasks final for
-        longer than retention seconds (their number)."""
+    async def expire(self, max_attempts: int, retention: float,
+                     pending_timeout: float) -> tuple[list[str], int]:
+        """Fails leased-out tasks out of attempts and tasks pending for longer than
+        pending_timeout seconds (their ids), and deletes tasks final for longer than retention
+        seconds (their number)."""
         ...
 
     async def counts(self) -> dict[str, int]:

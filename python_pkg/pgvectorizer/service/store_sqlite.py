@@ -18,16 +18,23 @@ from typing import Any, TypeVar
 
 from pgvectorizer.service.store import (
     CANCELLED,
+    CANCELLED_KIND,
     COMPLETED,
+    EXPIRED,
     FAILED,
+    LOST,
     PENDING,
     PROCESSING,
     Failure,
     Finished,
     NewTask,
+    OpenTask,
     Result,
     Task,
+    expired_error,
+    failure_outcome,
     lost_error,
+    result_problem,
 )
 
 T = TypeVar("T")
@@ -51,26 +58,28 @@ CREATE TABLE IF NOT EXISTS tasks (
     error TEXT,
     result BLOB,
     result_dimensions INTEGER,
-    tokens INTEGER NOT NULL DEFAULT 0
+    tokens INTEGER NOT NULL DEFAULT 0,
+    error_kind TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_open ON tasks (created_at)
     WHERE status IN ('pending', 'processing');
+CREATE INDEX IF NOT EXISTS tasks_pending ON tasks (created_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, last_seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS models (model TEXT PRIMARY KEY, dimensions INTEGER NOT NULL);
 """
 
 _TASK_COLUMNS = ("id, model, inputs, dimensions, encoding_format, status, attempts, created_at, "
-                 "finished_at, error, result, result_dimensions, tokens")
+                 "finished_at, error, result, result_dimensions, tokens, error_kind")
 
 
 def _task(row: tuple[Any, ...]) -> Task:
     (id_, model, inputs, dimensions, encoding_format, status, attempts, created_at,
-     finished_at, error, result, result_dimensions, tokens) = row
+     finished_at, error, result, result_dimensions, tokens, error_kind) = row
     return Task(id=id_, model=model, inputs=json.loads(inputs), dimensions=dimensions,
                 encoding_format=encoding_format, status=status, attempts=attempts,
                 created_at=created_at, finished_at=finished_at, error=error, result=result,
-                result_dimensions=result_dimensions, tokens=tokens)
+                result_dimensions=result_dimensions, tokens=tokens, error_kind=error_kind)
 
 
 def _marks(n: int) -> str:
@@ -127,6 +136,12 @@ class SqliteTaskStore:
             row = conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?",
                                (task_id,)).fetchone()
             return _task(row) if row else None
+        return await self._run(select)
+
+    async def status(self, task_id: str) -> str | None:
+        def select(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            return str(row[0]) if row else None
         return await self._run(select)
 
     async def claim(self, worker_id: str, models: list[str], max_tasks: int, max_texts: int,
@@ -188,39 +203,40 @@ class SqliteTaskStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for result in results:
-                    row = _open_task(conn, result.id, ignored)
-                    if row is None:
+                    task = _open_task(conn, result.id, ignored, now)
+                    if task is None:
                         continue
-                    reason = result_problem(result, n_texts=row[1], dimensions=row[2])
+                    reason = result_problem(result, task)
                     if reason:
                         ignored[result.id] = reason
                         continue
                     conn.execute(
                         "UPDATE tasks SET status = ?, result = ?, result_dimensions = ?, "
-                        "tokens = ?, finished_at = ?, error = NULL, worker_id = ?, "
-                        "lease_expires = NULL WHERE id = ?",
+                        "tokens = ?, finished_at = ?, error = NULL, error_kind = NULL, "
+                        "worker_id = ?, lease_expires = NULL WHERE id = ?",
                         (COMPLETED, result.vectors, result.dimensions, result.tokens, now,
                          worker_id, result.id))
                     accepted.append(result.id)
-                    final[result.id] = row[5]
+                    final[result.id] = task.age
                 for failure in failures:
-                    row = _open_task(conn, failure.id, ignored)
-                    if row is None:
+                    task = _open_task(conn, failure.id, ignored, now)
+                    if task is None:
                         continue
-                    attempts, holder = row[3], row[4]
-                    if failure.retryable and holder != worker_id:
-                        ignored[failure.id] = "the task is leased to another worker now"
+                    action, detail = failure_outcome(failure, task, worker_id, max_attempts)
+                    if action == "ignore":
+                        ignored[failure.id] = str(detail)
                         continue
-                    if failure.retryable and attempts < max_attempts:
+                    if action == "requeue":
                         conn.execute("UPDATE tasks SET status = ?, worker_id = NULL, "
                                      "lease_expires = NULL, error = ? WHERE id = ?",
                                      (PENDING, failure.error, failure.id))
                         requeued = True
                     else:
-                        conn.execute("UPDATE tasks SET status = ?, error = ?, finished_at = ?, "
-                                     "worker_id = ?, lease_expires = NULL WHERE id = ?",
-                                     (FAILED, failure.error, now, worker_id, failure.id))
-                        final[failure.id] = row[5]
+                        conn.execute("UPDATE tasks SET status = ?, error = ?, error_kind = ?, "
+                                     "finished_at = ?, worker_id = ?, lease_expires = NULL "
+                                     "WHERE id = ?",
+                                     (FAILED, failure.error, detail, now, worker_id, failure.id))
+                        final[failure.id] = task.age
                     accepted.append(failure.id)
                 for task_id in released:
                     changed = conn.execute(
@@ -244,18 +260,25 @@ class SqliteTaskStore:
 
         def cancel(conn: sqlite3.Connection) -> bool:
             return conn.execute(
-                "UPDATE tasks SET status = ?, error = ?, "
-                "finished_at = ?, lease_expires = NULL WHERE id = ? AND status IN (?, ?)",
-                (FAILED, CANCELLED, now, task_id, PENDING, PROCESSING)).rowcount > 0
+                "UPDATE tasks SET status = ?, error = ?, error_kind = ?, finished_at = ?, "
+                "lease_expires = NULL WHERE id = ? AND status IN (?, ?)",
+                (FAILED, CANCELLED, CANCELLED_KIND, now, task_id, PENDING, PROCESSING)
+            ).rowcount > 0
         return await self._run(cancel)
 
-    async def expire(self, max_attempts: int, retention: float) -> tuple[list[str], int]:
+    async def expire(self, max_attempts: int, retention: float,
+                     pending_timeout: float) -> tuple[list[str], int]:
         now = self._clock()
 
         def expire(conn: sqlite3.Connection) -> tuple[list[str], int]:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 lost = _fail_lost(conn, now, max_attempts)
+                lost += [r[0] for r in conn.execute(
+                    "UPDATE tasks SET status = ?, error = ?, error_kind = ?, finished_at = ? "
+                    "WHERE status = ? AND created_at < ? RETURNING id",
+                    (FAILED, expired_error(pending_timeout), EXPIRED, now, PENDING,
+                     now - pending_timeout)).fetchall()]
                 deleted = conn.execute(
                     "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?",
                     (now - retention,)).rowcount
@@ -299,16 +322,16 @@ class SqliteTaskStore:
 
 def _fail_lost(conn: sqlite3.Connection, now: float, max_attempts: int) -> list[str]:
     rows = conn.execute(
-        "UPDATE tasks SET status = ?, error = ?, finished_at = ?, lease_expires = NULL "
-        "WHERE status = ? AND lease_expires < ? AND attempts >= ? RETURNING id",
-        (FAILED, lost_error(max_attempts), now, PROCESSING, now, max_attempts)).fetchall()
+        "UPDATE tasks SET status = ?, error = ?, error_kind = ?, finished_at = ?, "
+        "lease_expires = NULL WHERE status = ? AND lease_expires < ? AND attempts >= ? "
+        "RETURNING id",
+        (FAILED, lost_error(max_attempts), LOST, now, PROCESSING, now, max_attempts)).fetchall()
     return [r[0] for r in rows]
 
 
-def _open_task(conn: sqlite3.Connection, task_id: str,
-               ignored: dict[str, str]) -> tuple[Any, ...] | None:
-    """(status, n_texts, dimensions, attempts, worker_id, created_at) of a task not final yet;
-    else None, with the reason in ignored."""
+def _open_task(conn: sqlite3.Connection, task_id: str, ignored: dict[str, str],
+               now: float) -> OpenTask | None:
+    """The task if it is not final yet; else None, with the reason in ignored."""
     row = conn.execute("SELECT status, n_texts, dimensions, attempts, worker_id, created_at "
                        "FROM tasks WHERE id = ?", (task_id,)).fetchone()
     if row is None:
@@ -317,15 +340,5 @@ def _open_task(conn: sqlite3.Connection, task_id: str,
     if row[0] in (COMPLETED, FAILED):
         ignored[task_id] = f"the task is {row[0]} already"
         return None
-    return tuple(row)
-
-
-def result_problem(result: Result, *, n_texts: int, dimensions: int | None) -> str | None:
-    """Why a worker's result cannot be the task's answer, or None."""
-    if dimensions is not None and result.dimensions != dimensions:
-        return (f"the result has {result.dimensions} dimensions; the request asked for "
-                f"{dimensions}")
-    rows, extra = divmod(len(result.vectors), 4 * result.dimensions)
-    if extra or rows != n_texts:
-        return f"the result holds {len(result.vectors)} bytes, not {n_texts} vectors"
-    return None
+    return OpenTask(n_texts=row[1], dimensions=row[2], attempts=row[3], worker_id=row[4],
+                    age=now - row[5])
