@@ -12,12 +12,19 @@ import argparse
 import asyncio
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pgvectorizer.defaults import (
+    DEVICE,
+    GPU_BACKENDS,
+    LOCAL_MODEL,
+    MAX_CLAIM_TASKS,
+    MAX_CLAIM_TEXTS,
+    MAX_CLAIM_WAIT,
+)
 from pgvectorizer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,19 +40,18 @@ ENV_DEVICE = "EMBEDDING_DEVICE"
 ENV_POLL_INTERVAL = "POLL_INTERVAL"
 ENV_OLLAMA = "OLLAMA_HOST"
 
-# The protocol's limits (service/protocol.py), repeated so that --help needs no pydantic.
-MAX_TASKS = 1024  # tasks per claim
-MAX_TEXTS = 65_536  # texts per claim
-MAX_WAIT = 60.0  # seconds a claim may wait
-BACKENDS = ("sentence-transformers", "ollama")
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+MAX_TASKS = MAX_CLAIM_TASKS
+MAX_TEXTS = MAX_CLAIM_TEXTS
+MAX_WAIT = MAX_CLAIM_WAIT
+BACKENDS = GPU_BACKENDS
+DEFAULT_MODEL = LOCAL_MODEL
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
-_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+_DEVICE = DEVICE
 
 
 # --- values: each parser raises ValueError with a message that quotes the value -------------

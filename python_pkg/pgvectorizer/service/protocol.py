@@ -13,10 +13,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pgvectorizer.defaults import MAX_CLAIM_TASKS, MAX_CLAIM_TEXTS, MAX_CLAIM_WAIT
+
 # Limits of one worker call; the service's own limits on clients live in settings.py.
-MAX_CLAIM_TASKS = 1024
-MAX_CLAIM_TEXTS = 65_536
-MAX_CLAIM_WAIT = 60.0  # seconds a claim may be held open waiting for work
 MAX_DIMENSIONS = 65_536  # floats per vector: far above any model, and a bound for the stores
 MAX_TOKENS = 2**31 - 1  # a task's token count, as the stores keep it (int)
 

@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pgvectorizer.defaults import LOCAL_MODEL
 from pgvectorizer.errors import ConfigError
 
 # Every variable settings_from_env reads.
@@ -32,7 +33,7 @@ VARIABLES = ("AUTH_TOKEN", "WORKER_TOKEN", "EMBEDDING_MODEL", "MODELS", "SERVER_
              "SERVER_PORT", "DB_PATH", "DATABASE_URL", "LEASE_SECONDS", "MAX_ATTEMPTS",
              "RESULT_RETENTION", "MAX_REQUEST_BYTES", "MAX_INPUTS", "MAX_WAIT_SECONDS",
              "PENDING_TIMEOUT", "DIMENSIONS_MODELS")
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = LOCAL_MODEL
 DEFAULT_DB_PATH = "data/embedding_queue.db"
 DEFAULT_WAIT_SECONDS = 10.0  # spec 002: a request waits this long for its result by default
 

@@ -1,0 +1,18 @@
+"""Names and limits that several parts share, in a module that imports nothing heavy (the
+CLI reads them for --help before pydantic, torch or psycopg are loaded)."""
+
+from __future__ import annotations
+
+import re
+
+# The local model of the embedders, the queue service and the GPU worker when none is named.
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+# Where a local model may run.
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+# The GPU worker's backends.
+GPU_BACKENDS = ("sentence-transformers", "ollama")
+
+# Limits of one GPU worker's claim, as the queue service takes it.
+MAX_CLAIM_TASKS = 1024
+MAX_CLAIM_TEXTS = 65_536
+MAX_CLAIM_WAIT = 60.0  # seconds a claim may be held open waiting for work
