@@ -1,19 +1,12 @@
-"""The embedding queue service's HTTP API, in process (FastAPI's TestClient), on SQLite.
-
-The tests play the GPU worker themselves through /worker/claim and /worker/results, so every
-vector a client gets back is one the test posted. A client's long poll runs in a thread while
-the test works as the worker.
-"""
+"""The queue service's HTTP API (service.app, service.core) in process, on SQLite."""
 
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,52 +14,33 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pgvectorizer import __version__
-from pgvectorizer.errors import ConfigError
-from pgvectorizer.service.app import create_app
-from pgvectorizer.service.protocol import encode_vectors
-from pgvectorizer.service.settings import (
-    DEFAULT_DB_PATH,
-    DEFAULT_MODEL,
-    ServiceSettings,
-    settings_from_env,
-)
 from pgvectorizer.service.store import lost_error
 
-TOKEN = "client-token-123"
-WORKER_TOKEN = "worker-token-456"
-CLIENT = {"Authorization": f"Bearer {TOKEN}"}
-WORKER = {"Authorization": f"Bearer {WORKER_TOKEN}"}
-MODEL = "test-model"
-OTHER = "other-model"
-DIMS = 4
-MAX_BYTES = 4096  # max_request_bytes in these tests
-MAX_INPUTS = 5
-LONG_POLL = 5.0  # seconds a test's client waits; results come within milliseconds
-RESULT_TIMEOUT = 15.0  # seconds: only reached when a long poll is stuck
+from tests.service_helpers import (
+    ANY_ID,
+    CLIENT,
+    DIMS,
+    LONG_POLL,
+    MODEL,
+    OTHER,
+    RESULT_TIMEOUT,
+    WORKER,
+    Response,
+    assert_error,
+    claim,
+    complete,
+    metric,
+    results,
+    serve,
+    submit,
+    task,
+    vector_result,
+    vectors,
+)
 
-# What TestClient answers with: httpx2's Response with current Starlette, httpx's before.
-Response = Any
-
-
-def settings(tmp_path: Path, **overrides: Any) -> ServiceSettings:
-    values: dict[str, Any] = {
-        "auth_token": TOKEN, "worker_token": WORKER_TOKEN, "default_model": MODEL,
-        "models": (MODEL, OTHER), "db_path": str(tmp_path / "queue.db"),
-        "max_request_bytes": MAX_BYTES, "max_inputs": MAX_INPUTS, "max_wait_seconds": 10.0,
-        # A request that names no wait answers at once, so a test that forgets is not slow.
-        "default_wait_seconds": 0.0,
-        # Longer than any wait here: only the in-process wake-ups can end a long poll early.
-        "recheck_seconds": 30.0,
-        # Both models may be cut to fewer dimensions; test_dimensions_only_for_listed_models
-        # covers the others.
-        "dimensions_models": (MODEL, OTHER)}
-    return ServiceSettings(**{**values, **overrides})
-
-
-@contextmanager
-def serve(tmp_path: Path, **overrides: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(settings(tmp_path, **overrides))) as client:
-        yield client
+# The tests play the GPU worker themselves through /worker/claim and /worker/results, so every
+# vector a client gets back is one the test posted. A client's long poll runs in a thread while
+# the test works as the worker.
 
 
 @pytest.fixture
@@ -82,244 +56,12 @@ def background() -> Iterator[Callable[..., Future[Response]]]:
         yield pool.submit
 
 
-# --- helpers ----------------------------------------------------------------------------------
-
-def assert_error(response: Response, status: int, *, code: str | None = None,
-                 param: str | None = None, type: str = "invalid_request_error",
-                 message: str | None = None) -> str:
-    """OpenAI's error shape with these values; returns the message."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert (error["type"], error["code"], error["param"]) == (type, code, param), error
-    assert isinstance(error["message"], str) and error["message"]
-    if message is not None:
-        assert message in error["message"], error["message"]
-    return error["message"]
-
-
-def submit(client: TestClient, texts: Any = "hello", **fields: Any) -> str:
-    """Posts a request that answers at once (202); returns the task id."""
-    response = client.post("/v1/embeddings", headers=CLIENT,
-                           json={"input": texts, "wait_seconds": 0, **fields})
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
-
-
-def claim(client: TestClient, worker: str = "w1", models: tuple[str, ...] = (MODEL,),
-          wait: float = 0, **fields: Any) -> list[dict[str, Any]]:
-    response = client.post("/worker/claim", headers=WORKER, json={
-        "worker_id": worker, "models": list(models), "wait_seconds": wait, **fields})
-    assert response.status_code == 200, response.text
-    return response.json()["tasks"]
-
-
-def results(client: TestClient, worker: str = "w1", **fields: Any) -> dict[str, Any]:
-    response = client.post("/worker/results", headers=WORKER,
-                           json={"worker_id": worker, **fields})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def vector_result(task_id: str, vectors: np.ndarray, tokens: int = 0) -> dict[str, Any]:
-    return {"id": task_id, "embeddings": encode_vectors(vectors),
-            "dimensions": int(vectors.shape[1]), "tokens": tokens}
-
-
-def vectors(n: int, dims: int = DIMS, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, dims)).astype("<f4")
-
-
-def complete(client: TestClient, task_id: str, n: int = 1, worker: str = "w1") -> np.ndarray:
-    """Claims the task (it must be the next one) and posts vectors for it."""
-    tasks = claim(client, worker, max_tasks=1)
-    assert [t["id"] for t in tasks] == [task_id]
-    vecs = vectors(n)
-    assert results(client, worker, results=[vector_result(task_id, vecs)])["accepted"] == [task_id]
-    return vecs
-
-
-def task(client: TestClient, task_id: str, path: str = "/tasks/{}") -> dict[str, Any]:
-    response = client.get(path.format(task_id), headers=CLIENT)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def metric(text: str, name: str) -> float:
-    """The value of one sample line, by its full name with labels."""
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no sample {name} in:\n{text}")
-
-
-# --- health and authentication ----------------------------------------------------------------
+# --- health -----------------------------------------------------------------------------------
 
 def test_health_needs_no_token(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "version": __version__}
-
-
-ANY_ID = "6f1c1a4e-0000-4000-8000-000000000000"
-PROTECTED = [
-    ("POST", "/v1/embeddings"), ("POST", "/embeddings"),
-    ("GET", f"/tasks/{ANY_ID}"), ("GET", f"/v1/tasks/{ANY_ID}"),
-    ("GET", f"/tasks/{ANY_ID}/result"), ("GET", f"/v1/tasks/{ANY_ID}/result"),
-    ("DELETE", f"/tasks/{ANY_ID}"), ("DELETE", f"/v1/tasks/{ANY_ID}"),
-    ("GET", "/metrics"),
-    ("POST", "/worker/claim"), ("POST", "/worker/heartbeat"), ("POST", "/worker/results"),
-]
-BAD_AUTH: list[tuple[dict[str, str], str]] = [
-    ({}, "Missing bearer token"),
-    ({"Authorization": ""}, "Missing bearer token"),
-    ({"Authorization": f"Basic {TOKEN}"}, "Missing bearer token"),
-    ({"Authorization": "Bearer"}, "Missing bearer token"),
-    ({"Authorization": "Bearer    "}, "Missing bearer token"),
-    ({"Authorization": TOKEN}, "Missing bearer token"),
-    ({"Authorization": "Bearer wrong-token"}, "Incorrect bearer token"),
-    ({"Authorization": f"Bearer {TOKEN}x"}, "Incorrect bearer token"),
-    ({"Authorization": f"Bearer {TOKEN[:-1]}"}, "Incorrect bearer token"),
-]
-
-
-@pytest.mark.parametrize(("method", "path"), PROTECTED)
-def test_every_other_endpoint_needs_a_valid_token(client: TestClient, method: str,
-                                                  path: str) -> None:
-    body = {"input": "hello", "wait_seconds": 0, "worker_id": "w1", "models": [MODEL],
-            "task_ids": []}
-    for headers, message in BAD_AUTH:
-        response = client.request(method, path, headers=headers,
-                                  content=json.dumps(body) if method == "POST" else None)
-        assert_error(response, 401, code="invalid_api_key", message=message)
-        assert response.headers["www-authenticate"] == 'Bearer realm="pgvectorizer"'
-    # Nothing was submitted or claimed on the way
-    text = client.get("/metrics", headers=CLIENT).text
-    assert metric(text, "pgvectorizer_queue_submitted_tasks_total") == 0
-    assert metric(text, "pgvectorizer_queue_workers") == 0
-
-
-@pytest.mark.parametrize(("method", "path", "headers", "holder"), [
-    ("POST", "/worker/claim", CLIENT, "GPU workers (WORKER_TOKEN)"),
-    ("POST", "/worker/heartbeat", CLIENT, "GPU workers (WORKER_TOKEN)"),
-    ("POST", "/worker/results", CLIENT, "GPU workers (WORKER_TOKEN)"),
-    ("POST", "/v1/embeddings", WORKER, "clients (AUTH_TOKEN)"),
-    ("GET", "/metrics", WORKER, "clients (AUTH_TOKEN)"),
-    ("GET", f"/tasks/{ANY_ID}", WORKER, "clients (AUTH_TOKEN)"),
-    ("DELETE", f"/tasks/{ANY_ID}", WORKER, "clients (AUTH_TOKEN)"),
-])
-def test_the_other_roles_token_is_forbidden(client: TestClient, method: str, path: str,
-                                            headers: dict[str, str], holder: str) -> None:
-    body = {"input": "hello", "worker_id": "w1", "models": [MODEL], "task_ids": []}
-    response = client.request(method, path, headers=headers,
-                              content=json.dumps(body) if method == "POST" else None)
-    assert_error(response, 403, code="forbidden", message=f"this endpoint is for {holder}")
-
-
-def test_one_token_serves_both_roles_when_worker_token_is_unset(tmp_path: Path) -> None:
-    with serve(tmp_path, worker_token=TOKEN) as client:
-        task_id = submit(client)
-        response = client.post("/worker/claim", headers=CLIENT, json={
-            "worker_id": "w1", "models": [MODEL], "wait_seconds": 0})
-        assert response.status_code == 200
-        assert [t["id"] for t in response.json()["tasks"]] == [task_id]
-
-
-# --- request limits ---------------------------------------------------------------------------
-
-def body_of_size(size: int) -> bytes:
-    """A valid request body of exactly `size` bytes."""
-    head = b'{"wait_seconds": 0, "input": "'
-    tail = b'"}'
-    return head + b"x" * (size - len(head) - len(tail)) + tail
-
-
-def test_a_body_over_max_request_bytes_is_refused(client: TestClient) -> None:
-    assert client.post("/v1/embeddings", headers=CLIENT,
-                       content=body_of_size(MAX_BYTES)).status_code == 202
-    response = client.post("/v1/embeddings", headers=CLIENT, content=body_of_size(MAX_BYTES + 1))
-    assert_error(response, 413, code="request_too_large", message=f"({MAX_BYTES} bytes")
-
-
-def test_a_chunked_body_over_max_request_bytes_is_refused(client: TestClient) -> None:
-    def chunks(size: int) -> Iterator[bytes]:
-        body = body_of_size(size)
-        for start in range(0, len(body), 1000):
-            yield body[start:start + 1000]
-
-    small = client.build_request("POST", "/v1/embeddings", headers=CLIENT,
-                                 content=chunks(MAX_BYTES))
-    assert "content-length" not in small.headers
-    assert small.headers["transfer-encoding"] == "chunked"
-    assert client.send(small).status_code == 202
-    large = client.build_request("POST", "/v1/embeddings", headers=CLIENT,
-                                 content=chunks(MAX_BYTES + 1))
-    assert "content-length" not in large.headers
-    assert_error(client.send(large), 413, code="request_too_large")
-
-
-def test_more_texts_than_max_inputs_are_refused(client: TestClient) -> None:
-    submit(client, ["t"] * MAX_INPUTS)
-    response = client.post("/v1/embeddings", headers=CLIENT,
-                           json={"input": ["t"] * (MAX_INPUTS + 1), "wait_seconds": 0})
-    assert_error(response, 413, code="too_many_inputs", param="input",
-                 message=f"'input' has {MAX_INPUTS + 1} texts")
-
-
-# --- bad requests -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("body", "param", "message"), [
-    (b"{not json", None, "The body is not valid JSON"),
-    (b"", None, "The body is not valid JSON"),
-    (b"\xff\xfe", None, "The body is not valid JSON"),
-    (b'["hello"]', None, "The body must be a JSON object"),
-    (b'"hello"', None, "The body must be a JSON object"),
-    ({"model": MODEL}, "input", "'input': Field required"),
-    ({"input": None}, "input", "'input' must be a string or a list of strings"),
-    ({"input": {"text": "a"}}, "input", "'input' must be a string or a list of strings"),
-    ({"input": []}, "input", "'input' is an empty list"),
-    ({"input": ""}, "input", "'input[0]' is an empty string"),
-    ({"input": ["a", "b", ""]}, "input", "'input[2]' is an empty string"),
-    ({"input": ["a", 3]}, "input", "'input[1]' is int, not a string"),
-    ({"input": ["a", None]}, "input", "'input[1]' is NoneType, not a string"),
-    ({"input": [True]}, "input", "'input[0]' is bool, not a string"),
-    ({"input": [1, 2, 3]}, "input", "'input' holds token ids"),
-    ({"input": [[1, 2], [3]]}, "input", "'input' holds token ids"),
-    ({"input": "a", "encoding_format": "int8"}, "encoding_format", "'float' or 'base64'"),
-    ({"input": "a", "dimensions": 0}, "dimensions", "greater than or equal to 1"),
-    ({"input": "a", "dimensions": -3}, "dimensions", "greater than or equal to 1"),
-    ({"input": "a", "dimensions": "many"}, "dimensions", "'dimensions'"),
-    ({"input": "a", "wait_seconds": -1}, "wait_seconds", "greater than or equal to 0"),
-    ({"input": "a", "model": 7}, "model", "'model'"),
-])
-def test_bad_requests_are_400_with_the_reason(client: TestClient, body: Any, param: str | None,
-                                              message: str) -> None:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = client.post("/v1/embeddings", headers=CLIENT, content=content)
-    assert_error(response, 400, param=param, message=message)
-
-
-def test_an_unknown_model_is_404_listing_the_models(client: TestClient) -> None:
-    response = client.post("/v1/embeddings", headers=CLIENT,
-                           json={"input": "a", "model": "text-embedding-3-small"})
-    message = assert_error(response, 404, code="model_not_found", param="model",
-                           message="'text-embedding-3-small' does not exist")
-    assert f"{MODEL}, {OTHER}" in message
-
-
-def test_more_dimensions_than_the_model_makes_are_400(client: TestClient) -> None:
-    # Before any worker reported sizes, any size is taken (the worker checks it)
-    submit(client, dimensions=1000)
-    assert claim(client, dimensions={MODEL: DIMS}, max_tasks=1)  # the worker reports its size
-    response = client.post("/v1/embeddings", headers=CLIENT,
-                           json={"input": "a", "dimensions": DIMS + 1, "wait_seconds": 0})
-    assert_error(response, 400, param="dimensions",
-                 message=f"'dimensions' is {DIMS + 1}, but {MODEL} makes {DIMS}-dimensional")
-    submit(client, dimensions=DIMS)
-    submit(client, dimensions=1)
-    submit(client, dimensions=DIMS + 1, model=OTHER)  # no size known for this one
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -567,18 +309,6 @@ def test_results_that_do_not_fit_are_ignored_with_the_reason(client: TestClient)
     assert task(client, task_id)["status"] == "processing"
 
 
-def test_bad_worker_bodies_are_400(client: TestClient) -> None:
-    response = client.post("/worker/claim", headers=WORKER,
-                           json={"worker_id": "w1", "models": [], "wait_seconds": 0})
-    assert_error(response, 400, param="models")
-    response = client.post("/worker/claim", headers=WORKER,
-                           json={"worker_id": "w1", "models": [MODEL], "wait_seconds": 61})
-    assert_error(response, 400, param="wait_seconds")
-    response = client.post("/worker/results", headers=WORKER,
-                           json={"worker_id": "w1", "errors": [{"id": ANY_ID, "error": ""}]})
-    assert_error(response, 400, param="errors.0.error")
-
-
 def test_heartbeats_keep_only_the_workers_own_leases(client: TestClient) -> None:
     a = submit(client)
     b = submit(client)
@@ -671,90 +401,3 @@ def test_metrics_count_tasks_workers_latency_and_requests(client: TestClient) ->
     assert {name: metric(text, name) for name in expected} == expected
     assert 0 <= metric(text, f"{p}_task_seconds_sum") < 60
     assert "# TYPE pgvectorizer_queue_task_seconds histogram" in text
-
-
-# --- settings ---------------------------------------------------------------------------------
-
-def test_settings_need_auth_token() -> None:
-    for env in ({}, {"AUTH_TOKEN": ""}, {"AUTH_TOKEN": "   ", "WORKER_TOKEN": "w"}):
-        with pytest.raises(ConfigError, match="AUTH_TOKEN is not set"):
-            settings_from_env(env)
-
-
-def test_settings_defaults_and_derived_values() -> None:
-    s = settings_from_env({"AUTH_TOKEN": " secret "})
-    assert (s.auth_token, s.worker_token) == ("secret", "secret")
-    assert (s.default_model, s.models) == (DEFAULT_MODEL, (DEFAULT_MODEL,))
-    assert (s.host, s.port, s.db_path, s.database_url) == ("127.0.0.1", 8000, DEFAULT_DB_PATH,
-                                                           None)
-    assert (s.lease_seconds, s.max_attempts, s.result_retention, s.max_request_bytes,
-            s.max_inputs, s.max_wait_seconds) == (60.0, 3, 3600.0, 8 * 1024 * 1024, 2048, 30.0)
-    assert (s.pending_timeout, s.dimensions_models, s.recheck) == (86400.0, (), 5.0)
-    s = settings_from_env({"AUTH_TOKEN": "secret", "WORKER_TOKEN": "gpu",
-                           "DIMENSIONS_MODELS": "e5, ,gte", "PENDING_TIMEOUT": "60",
-                           "EMBEDDING_MODEL": "bge-m3", "MODELS": " e5, bge-m3,, gte ,e5",
-                           "LEASE_SECONDS": "2.5", "MAX_ATTEMPTS": "5", "SERVER_PORT": "9000",
-                           "DATABASE_URL": "postgresql://x/y", "MAX_INPUTS": "10"})
-    assert (s.auth_token, s.worker_token) == ("secret", "gpu")
-    assert (s.default_model, s.models) == ("bge-m3", ("bge-m3", "e5", "gte"))
-    assert (s.lease_seconds, s.max_attempts, s.port, s.max_inputs) == (2.5, 5, 9000, 10)
-    assert s.store_description == "PostgreSQL (DATABASE_URL)"
-    assert (s.dimensions_models, s.pending_timeout, s.recheck) == (("e5", "gte"), 60.0, 0.5)
-
-
-@pytest.mark.parametrize(("name", "value", "problem"), [
-    ("LEASE_SECONDS", "soon", "is not a number"),
-    ("LEASE_SECONDS", "0.5", "is less than 1"),
-    ("MAX_ATTEMPTS", "2.5", "is not a whole number"),
-    ("MAX_ATTEMPTS", "0", "is less than 1"),
-    ("SERVER_PORT", "http", "is not a number"),
-    ("RESULT_RETENTION", "-1", "is less than 0"),
-    ("MAX_REQUEST_BYTES", "100", "is less than 1024"),
-    ("MAX_INPUTS", "many", "is not a number"),
-    ("MAX_WAIT_SECONDS", "-5", "is less than 0"),
-    ("PENDING_TIMEOUT", "0", "is less than 1"),
-])
-def test_settings_name_a_bad_number(name: str, value: str, problem: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        settings_from_env({"AUTH_TOKEN": "t", name: value})
-    assert str(caught.value) == f"{name}={value!r} {problem}"
-
-
-@pytest.mark.parametrize(("name", "value"), [("LEASE_SECONDS", "nan"), ("LEASE_SECONDS", "inf"),
-                                             ("MAX_ATTEMPTS", "inf"), ("MAX_ATTEMPTS", "nan"),
-                                             ("MAX_WAIT_SECONDS", "nan")])
-def test_settings_refuse_numbers_that_are_not_finite(name: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=name):
-        settings_from_env({"AUTH_TOKEN": "t", name: value})
-
-
-def test_dimensions_only_for_listed_models(tmp_path: Path) -> None:
-    with serve(tmp_path, dimensions_models=(OTHER,)) as client:
-        # Before any worker reported the model's size: only models listed may be cut.
-        response = client.post("/v1/embeddings", headers=CLIENT,
-                               json={"input": "a", "dimensions": 2, "wait_seconds": 0})
-        assert_error(response, 400, param="dimensions",
-                     message=f"{MODEL} does not take 'dimensions'")
-        submit(client, dimensions=2, model=OTHER)
-        claim(client, dimensions={MODEL: DIMS}, max_tasks=1)  # the worker reports the size
-        submit(client, dimensions=DIMS)  # its own size is always fine
-        response = client.post("/v1/embeddings", headers=CLIENT,
-                               json={"input": "a", "dimensions": DIMS - 1, "wait_seconds": 0})
-        assert_error(response, 400, param="dimensions",
-                     message=f"so it answers with its {DIMS} only")
-
-
-def test_bad_input_that_would_break_the_store_is_a_400(client: TestClient) -> None:
-    response = client.post("/v1/embeddings", headers={**CLIENT, "Content-Type": "application/json"},
-                           content=b'{"input": "\\ud800", "wait_seconds": 0}')
-    assert_error(response, 400, param="input", message="'input[0]' holds an unpaired UTF-16")
-    deep = b'{"input": ' + b"[" * 1500 + b"]" * 1500 + b"}"  # under the 4 KiB limit
-    assert_error(client.post("/v1/embeddings", headers=CLIENT, content=deep), 400,
-                 message="not valid JSON")
-    for value in (10**30, 2**63):
-        response = client.post("/v1/embeddings", headers=CLIENT,
-                               json={"input": "a", "dimensions": value, "wait_seconds": 0})
-        assert_error(response, 400, param="dimensions", message="less than or equal to 65536")
-    response = client.post("/worker/claim", headers=WORKER,
-                           json={"worker_id": "w", "models": [MODEL], "dimensions": {MODEL: -1}})
-    assert_error(response, 400, param=f"dimensions.{MODEL}")
