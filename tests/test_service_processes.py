@@ -372,3 +372,23 @@ def test_the_openai_embedder_cancels_a_task_no_worker_answers(
     assert caught.value.transient
     task_id = str(caught.value).split("task ")[1].split()[0]
     assert service.task(task_id)["error"] == "cancelled by the client"
+
+
+def test_two_replicas_on_postgresql_share_their_tasks(
+        db: psycopg.Connection, tmp_path: Path, bare_model: Any) -> None:
+    replicas = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        replicas.append(Service(tmp_path / name, tmp_path / name / "unused.db",
+                                DATABASE_URL=dsn(db)))
+    a, b = replicas
+    worker = spawn_worker(a, tmp_path, "on-a")
+    # Posted to b, claimed through a: b's long poll sees the result in the shared store.
+    answer = b.http.post("/v1/embeddings", json={"input": TEXTS, "model": MODEL,
+                                                 "wait_seconds": 30})
+    assert answer.status_code == 200, (answer.text, worker.output())
+    got = np.asarray([d["embedding"] for d in answer.json()["data"]], dtype=np.float32)
+    assert np.abs(got - expected(bare_model, TEXTS)).max() < TOLERANCE
+    assert scalar(db, "SELECT count(*) FROM embedding_queue.tasks WHERE status = 'completed'") == 1
+    assert b.metric("pgvectorizer_queue_workers") == 1  # seen by a, counted by both
+    assert a.proc.stop() == 0 and b.proc.stop() == 0
