@@ -14,19 +14,25 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol
 
 from pgvectorizer import __version__, cli_gpu, cli_search, cli_serve
+from pgvectorizer.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    ShutdownSignals,
+    argtype,
+    env_value,
+    from_env,
+    parse_positive_int,
+)
 from pgvectorizer.errors import VectorizerError
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 DEFAULT_DB_URL = "postgres://postgres@localhost:5432/postgres"
 DEFAULT_POLL_INTERVAL = timedelta(minutes=5)
@@ -41,11 +47,6 @@ ENV_ONCE = "PGAI_VECTORIZER_WORKER_ONCE"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2  # what argparse uses for a bad command line; bad variables get it too
-EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130: what a shell reports for a process killed by Ctrl-C
 
 STATUS_ERROR_WIDTH = 60  # characters of last_error shown in the status table
 
@@ -81,17 +82,6 @@ def parse_duration(text: str) -> timedelta:
     return delta
 
 
-def parse_positive_int(text: str) -> int:
-    """A whole number of at least 1."""
-    try:
-        number = int(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if number < 1:
-        raise ValueError(f"{text!r} is less than 1")
-    return number
-
-
 def parse_vectorizer_ids(text: str) -> list[int]:
     """Vectorizer ids separated by commas and/or spaces ("1,2 3"); none is an empty list."""
     return [parse_positive_int(part) for part in re.split(r"[\s,]+", text.strip()) if part]
@@ -107,17 +97,6 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean: use true/false, 1/0, yes/no or on/off")
 
 
-def _argtype(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """Wraps a parser for argparse, which shows an ArgumentTypeError's own message."""
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = parse.__name__
-    return convert
-
-
 # --- settings -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -131,43 +110,27 @@ class WorkerSettings:
     once: bool
 
 
-def _env(environ: Mapping[str, str], name: str) -> str | None:
-    # An empty variable counts as unset, as when a compose file blanks it out.
-    value = environ.get(name)
-    return value if value is not None and value.strip() else None
-
-
-def _from_env(environ: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:
-    raw = _env(environ, name)
-    if raw is None:
-        return None
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name}={raw!r}: {exc}") from None
-
-
 def resolve_db_url(flag: str | None, environ: Mapping[str, str]) -> str:
     """The flag, else PGAI_VECTORIZER_WORKER_DB_URL, else VECTORIZER_DB_URL, else the default."""
     if flag is not None:
         return flag
-    return _env(environ, ENV_DB_URL) or _env(environ, ENV_DB_URL_OLD) or DEFAULT_DB_URL
+    return env_value(environ, ENV_DB_URL) or env_value(environ, ENV_DB_URL_OLD) or DEFAULT_DB_URL
 
 
 def resolve_worker_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerSettings:
     """Flags over environment variables over defaults; ValueError names a bad variable."""
     ids = args.vectorizer_ids
     if ids is None:
-        ids = _from_env(environ, ENV_VECTORIZER_IDS, parse_vectorizer_ids)
+        ids = from_env(environ, ENV_VECTORIZER_IDS, parse_vectorizer_ids)
     poll_interval = args.poll_interval
     if poll_interval is None:
-        poll_interval = _from_env(environ, ENV_POLL_INTERVAL, parse_duration) or DEFAULT_POLL_INTERVAL
+        poll_interval = from_env(environ, ENV_POLL_INTERVAL, parse_duration) or DEFAULT_POLL_INTERVAL
     concurrency = args.concurrency
     if concurrency is None:
-        concurrency = _from_env(environ, ENV_CONCURRENCY, parse_positive_int)
+        concurrency = from_env(environ, ENV_CONCURRENCY, parse_positive_int)
     once = args.once
     if once is None:
-        once = _from_env(environ, ENV_ONCE, parse_bool) or False
+        once = from_env(environ, ENV_ONCE, parse_bool) or False
     if ids is not None:
         # The same id twice would only make the worker visit it twice per round; no ids
         # at all (a variable holding only separators) means every vectorizer.
@@ -199,13 +162,13 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     # "-id" is spelled out because the self-hosting guide uses it ("vectorizer -id 42");
     # without it argparse would read "-id" as "-i" with the value "d".
     parser.add_argument("-i", "-id", "--vectorizer-id", dest="vectorizer_ids", metavar="ID",
-                        type=_argtype(parse_positive_int), action="append",
+                        type=argtype(parse_positive_int), action="append",
                         help=f"process only this vectorizer; repeat for more (env {ENV_VECTORIZER_IDS}, "
                              "comma or space separated; default all)")
-    parser.add_argument("--poll-interval", metavar="DURATION", type=_argtype(parse_duration),
+    parser.add_argument("--poll-interval", metavar="DURATION", type=argtype(parse_duration),
                         help="pause between rounds: seconds or 30s, 5m, 1h30m, 2d "
                              f"(env {ENV_POLL_INTERVAL}; default 5m)")
-    parser.add_argument("-c", "--concurrency", metavar="N", type=_argtype(parse_positive_int),
+    parser.add_argument("-c", "--concurrency", metavar="N", type=argtype(parse_positive_int),
                         help=f"tasks per vectorizer queue (env {ENV_CONCURRENCY}; "
                              "default: the vectorizer's processing config, else 1)")
     parser.add_argument("--once", action=argparse.BooleanOptionalAction, default=None,
@@ -365,68 +328,12 @@ def run_worker(worker: WorkerLike) -> int:
 
 
 async def _serve(worker: WorkerLike) -> Exception | None:
-    signals = _ShutdownSignals(worker, asyncio.get_running_loop())
+    signals = ShutdownSignals(worker, asyncio.get_running_loop())
     signals.install()
     try:
         return await worker.run()
     finally:
         signals.uninstall()
-
-
-class _ShutdownSignals:
-    """SIGTERM or SIGINT asks the worker to finish its batch and stop; a second SIGINT exits now."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self, worker: WorkerLike, loop: asyncio.AbstractEventLoop) -> None:
-        self._worker = worker
-        self._loop = loop
-        self._requested = False
-        # The loop keeps only weak references to tasks; this keeps the request alive.
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._previous: dict[signal.Signals, Any] = {}
-
-    def install(self) -> None:
-        for sig in self.SIGNALS:
-            try:
-                previous = signal.getsignal(sig)
-                self._loop.add_signal_handler(sig, self._on_signal, sig)
-                self._previous[sig] = previous
-            except (NotImplementedError, RuntimeError, ValueError):
-                # Windows has no loop signal handlers, and only the main thread may set them;
-                # the worker then stops only when killed, as any process would.
-                logger.debug("cannot handle %s here; it will stop the process", sig.name)
-
-    def uninstall(self) -> None:
-        # The loop would reset the signals to Python's defaults; a program (or test) that
-        # calls run_worker gets its own handlers back instead.
-        for sig, previous in self._previous.items():
-            self._loop.remove_signal_handler(sig)
-            if previous is not None:
-                signal.signal(sig, previous)
-        self._previous.clear()
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        if self._requested:
-            if sig == signal.SIGINT:
-                # No waiting for threads or cleanup: the server rolls back what was open, and
-                # rows claimed but not finished are claimed again later.
-                logger.warning("second SIGINT: exiting now")
-                sys.stderr.flush()
-                os._exit(EXIT_INTERRUPTED)
-            logger.info("%s: already shutting down", sig.name)
-            return
-        self._requested = True
-        logger.info("%s: finishing the current batch, then stopping (Ctrl-C again to exit at once)",
-                    sig.name)
-        task = self._loop.create_task(self._worker.request_graceful_shutdown())
-        self._tasks.add(task)
-        task.add_done_callback(self._request_done)
-
-    def _request_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("graceful shutdown request failed", exc_info=task.exception())
 
 
 # --- status ---------------------------------------------------------------------------------

@@ -17,13 +17,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pgvectorizer.cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ShutdownSignals,
+    argtype,
+    env_value,
+    from_env,
+    parse_positive_int,
+)
 from pgvectorizer.defaults import (
+    CLAIM_TASKS,
+    CLAIM_TEXTS,
+    CLAIM_WAIT,
     DEVICE,
     GPU_BACKENDS,
     LOCAL_MODEL,
     MAX_CLAIM_TASKS,
     MAX_CLAIM_TEXTS,
     MAX_CLAIM_WAIT,
+    POLL_INTERVAL,
 )
 from pgvectorizer.errors import ConfigError
 
@@ -40,16 +55,7 @@ ENV_DEVICE = "EMBEDDING_DEVICE"
 ENV_POLL_INTERVAL = "POLL_INTERVAL"
 ENV_OLLAMA = "OLLAMA_HOST"
 
-MAX_TASKS = MAX_CLAIM_TASKS
-MAX_TEXTS = MAX_CLAIM_TEXTS
-MAX_WAIT = MAX_CLAIM_WAIT
-BACKENDS = GPU_BACKENDS
-DEFAULT_MODEL = LOCAL_MODEL
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 _DEVICE = DEVICE
 
@@ -64,12 +70,16 @@ def parse_device(text: str) -> str:
     return value
 
 
-def parse_seconds(text: str) -> float:
-    """A number of seconds more than 0 ("2", "0.5")."""
+def _seconds(text: str) -> float:
     try:
-        value = float(text.strip())
+        return float(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is not a number of seconds") from None
+
+
+def parse_seconds(text: str) -> float:
+    """A number of seconds more than 0 ("2", "0.5")."""
+    value = _seconds(text)
     if not 0 < value < float("inf"):
         raise ValueError(f"{text!r} is not more than 0 seconds")
     return value
@@ -77,20 +87,17 @@ def parse_seconds(text: str) -> float:
 
 def parse_wait(text: str) -> float:
     """Seconds from 0 to 60: how long the service may hold a claim open."""
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= MAX_WAIT:
-        raise ValueError(f"{text!r} is not between 0 and {MAX_WAIT:g} seconds")
+    value = _seconds(text)
+    if not 0 <= value <= MAX_CLAIM_WAIT:
+        raise ValueError(f"{text!r} is not between 0 and {MAX_CLAIM_WAIT:g} seconds")
     return value
 
 
 def parse_backend(text: str) -> str:
     """sentence-transformers or ollama (sentence_transformers too)."""
     value = text.strip().lower().replace("_", "-")
-    if value not in BACKENDS:
-        raise ValueError(f"{text!r} is not a backend: use {' or '.join(BACKENDS)}")
+    if value not in GPU_BACKENDS:
+        raise ValueError(f"{text!r} is not a backend: use {' or '.join(GPU_BACKENDS)}")
     return value
 
 
@@ -104,8 +111,6 @@ def parse_models(text: str) -> list[str]:
 
 def _at_most(high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        from pgvectorizer.cli import parse_positive_int
-
         number = parse_positive_int(text)
         if number > high:
             raise ValueError(f"{text!r} is more than {high}")
@@ -116,38 +121,37 @@ def _at_most(high: int) -> Callable[[str], int]:
 # --- flags and settings ---------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # cli imports this module; by the time it builds its parser it is whole.
-    from pgvectorizer.cli import _argtype, parse_positive_int
-
     parser.add_argument("--server", metavar="URL",
                         help=f"the queue service, like http://host:8000 (env {ENV_SERVER}; "
                              "required)")
     parser.add_argument("--token", metavar="T",
                         help=f"the service's worker token (env {ENV_TOKENS[0]}, then "
                              f"{ENV_TOKENS[1]}; required; the variable keeps it out of ps)")
-    parser.add_argument("--backend", type=_argtype(parse_backend), metavar="NAME",
+    parser.add_argument("--backend", type=argtype(parse_backend), metavar="NAME",
                         help=f"sentence-transformers or ollama (env {ENV_BACKEND}; default "
                              "sentence-transformers)")
     parser.add_argument("--model", dest="models", action="append", metavar="NAME",
                         help=f"a model to serve, as clients name it; repeat for more (env "
-                             f"{ENV_MODEL}, comma separated; default {DEFAULT_MODEL})")
-    parser.add_argument("--device", type=_argtype(parse_device), metavar="DEVICE",
+                             f"{ENV_MODEL}, comma separated; default {LOCAL_MODEL})")
+    parser.add_argument("--device", type=argtype(parse_device), metavar="DEVICE",
                         help=f"auto, cpu, cuda or cuda:N (env {ENV_DEVICE}; default auto: "
                              "CUDA in fp16 if there is a GPU, else CPU)")
-    parser.add_argument("--batch-size", type=_argtype(parse_positive_int), metavar="N",
+    parser.add_argument("--batch-size", type=argtype(parse_positive_int), metavar="N",
                         help="texts per forward pass (default 256 on CUDA, 64 on CPU)")
-    parser.add_argument("--max-tasks", type=_argtype(_at_most(MAX_TASKS)), default=64,
-                        metavar="N", help="tasks per claim (default 64)")
-    parser.add_argument("--max-texts", type=_argtype(_at_most(MAX_TEXTS)), default=4096,
-                        metavar="N", help="about this many texts per claim; a claim always "
-                                          "takes one task however long (default 4096)")
-    parser.add_argument("--wait", type=_argtype(parse_wait), default=20.0, metavar="SECONDS",
+    parser.add_argument("--max-tasks", type=argtype(_at_most(MAX_CLAIM_TASKS)),
+                        default=CLAIM_TASKS, metavar="N",
+                        help=f"tasks per claim (default {CLAIM_TASKS})")
+    parser.add_argument("--max-texts", type=argtype(_at_most(MAX_CLAIM_TEXTS)),
+                        default=CLAIM_TEXTS, metavar="N",
+                        help=f"about this many texts per claim; a claim always takes one task "
+                             f"however long (default {CLAIM_TEXTS})")
+    parser.add_argument("--wait", type=argtype(parse_wait), default=CLAIM_WAIT, metavar="SECONDS",
                         help="how long the service may hold a claim open waiting for work "
-                             f"(0 to {MAX_WAIT:g}; default 20)")
-    parser.add_argument("--poll-interval", type=_argtype(parse_seconds), metavar="SECONDS",
+                             f"(0 to {MAX_CLAIM_WAIT:g}; default {CLAIM_WAIT:g})")
+    parser.add_argument("--poll-interval", type=argtype(parse_seconds), metavar="SECONDS",
                         help=f"pause after an empty claim with --wait 0, and the first pause "
                              f"when the service is unreachable (env {ENV_POLL_INTERVAL}; "
-                             "default 2)")
+                             f"default {POLL_INTERVAL:g})")
     parser.add_argument("--ollama-url", metavar="URL",
                         help=f"the Ollama server for --backend ollama (env {ENV_OLLAMA}; "
                              "default http://localhost:11434)")
@@ -176,10 +180,9 @@ class GpuSettings:
 def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> GpuSettings:
     """Flags over environment variables over defaults; ValueError names what is missing or
     which variable is bad."""
-    from pgvectorizer.cli import _env, _from_env
     from pgvectorizer.gpu_worker.client import base_url
 
-    server = args.server or _env(environ, ENV_SERVER)
+    server = args.server or env_value(environ, ENV_SERVER)
     if not server:
         raise ValueError(f"no service URL: give --server URL or set {ENV_SERVER}")
     try:
@@ -189,27 +192,27 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Gp
         raise ValueError(f"{where}: {exc}") from None
     token = args.token
     for name in ENV_TOKENS:
-        token = token or _env(environ, name)
+        token = token or env_value(environ, name)
     if not token:
         raise ValueError(f"no worker token: give --token or set {ENV_TOKENS[0]} (or "
                          f"{ENV_TOKENS[1]}) to the service's worker token")
     poll_interval = args.poll_interval
     if poll_interval is None:
-        poll_interval = _from_env(environ, ENV_POLL_INTERVAL, parse_seconds) or 2.0
+        poll_interval = from_env(environ, ENV_POLL_INTERVAL, parse_seconds) or POLL_INTERVAL
     return GpuSettings(
         server=server,
         token=token.strip(),
-        backend=args.backend or _from_env(environ, ENV_BACKEND, parse_backend)
-        or BACKENDS[0],
-        models=list(dict.fromkeys(args.models or _from_env(environ, ENV_MODEL, parse_models)
-                                  or [DEFAULT_MODEL])),
-        device=args.device or _from_env(environ, ENV_DEVICE, parse_device) or "auto",
+        backend=args.backend or from_env(environ, ENV_BACKEND, parse_backend)
+        or GPU_BACKENDS[0],
+        models=list(dict.fromkeys(args.models or from_env(environ, ENV_MODEL, parse_models)
+                                  or [LOCAL_MODEL])),
+        device=args.device or from_env(environ, ENV_DEVICE, parse_device) or "auto",
         batch_size=args.batch_size,
         max_tasks=args.max_tasks,
         max_texts=args.max_texts,
         wait_seconds=args.wait,
         poll_interval=poll_interval,
-        ollama_url=args.ollama_url or _env(environ, ENV_OLLAMA),
+        ollama_url=args.ollama_url or env_value(environ, ENV_OLLAMA),
         worker_id=args.worker_id,
     )
 
@@ -229,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from pgvectorizer.gpu_worker import GpuWorker
     except ImportError as exc:
-        print(f"pgvectorizer gpu-worker needs its extra: pip install 'pgvectorizer[gpu]' "
+        print(f"pgvectorizer gpu-worker needs its extra: pip install '<checkout>/python_pkg[gpu]' "
               f"({exc})", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -262,10 +265,9 @@ def run(args: argparse.Namespace) -> int:
 def run_worker(worker: GpuWorker) -> int:
     """Runs the worker under SIGTERM/SIGINT handling: 0 on a graceful stop, 1 when the service
     refuses it (the reason in one line) or it fails."""
-    from pgvectorizer.cli import _ShutdownSignals
 
     async def serve() -> None:
-        signals = _ShutdownSignals(worker, asyncio.get_running_loop())
+        signals = ShutdownSignals(worker, asyncio.get_running_loop())
         signals.install()
         try:
             await worker.run()

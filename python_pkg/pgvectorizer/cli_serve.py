@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
         from pgvectorizer.service.app import create_app
     except ImportError as exc:
-        print(f"pgvectorizer serve needs the service extra: pip install 'pgvectorizer[service]' "
+        print(f"pgvectorizer serve needs the service extra: pip install '<checkout>/python_pkg[service]' "
               f"({exc})", file=sys.stderr)
         return 2
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET

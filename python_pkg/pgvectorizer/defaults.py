@@ -16,3 +16,8 @@ GPU_BACKENDS = ("sentence-transformers", "ollama")
 MAX_CLAIM_TASKS = 1024
 MAX_CLAIM_TEXTS = 65_536
 MAX_CLAIM_WAIT = 60.0  # seconds a claim may be held open waiting for work
+# What a GPU worker asks for when not told otherwise.
+CLAIM_TASKS = 64  # tasks per claim
+CLAIM_TEXTS = 4096  # texts per claim (a claim always takes at least one task)
+CLAIM_WAIT = 20.0  # seconds the service may hold a claim open waiting for work
+POLL_INTERVAL = 2.0  # seconds: pause after an empty claim with wait 0; first backoff

@@ -8,7 +8,6 @@ is the database's clock, so replicas on machines with skewed clocks agree on lea
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -35,6 +34,7 @@ from pgvectorizer.service.store import (
     expired_error,
     failure_outcome,
     lost_error,
+    parse_task_id,
     result_problem,
 )
 
@@ -107,13 +107,8 @@ RETURNING t.{_COLUMNS}"""
 
 
 def _task(row: TupleRow) -> Task:
-    (id_, model, inputs, dimensions, encoding_format, status, attempts, created_at,
-     finished_at, error, result, result_dimensions, tokens, error_kind) = row
-    return Task(id=id_, model=model, inputs=list(inputs), dimensions=dimensions,
-                encoding_format=encoding_format, status=status, attempts=attempts,
-                created_at=created_at, finished_at=finished_at, error=error,
-                result=bytes(result) if result is not None else None,
-                result_dimensions=result_dimensions, tokens=tokens, error_kind=error_kind)
+    # _COLUMNS are Task's fields in order; psycopg reads json as a list and bytea as bytes.
+    return Task(*row)
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
@@ -148,14 +143,14 @@ class PostgresTaskStore:
     async def get(self, task_id: str) -> Task | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_COLUMNS} FROM embedding_queue.tasks "
-                                     "WHERE id = %s", (_uuid_or_none(task_id),))
+                                     "WHERE id = %s", (parse_task_id(task_id),))
             row = await cur.fetchone()
         return _task(row) if row else None
 
     async def status(self, task_id: str) -> str | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute("SELECT status FROM embedding_queue.tasks WHERE id = %s",
-                                     (_uuid_or_none(task_id),))
+                                     (parse_task_id(task_id),))
             row = await cur.fetchone()
         return str(row[0]) if row else None
 
@@ -176,7 +171,7 @@ class PostgresTaskStore:
 
     async def heartbeat(self, worker_id: str, task_ids: list[str],
                         lease_seconds: float) -> list[str]:
-        ids = [i for i in map(_uuid_or_none, task_ids) if i is not None]
+        ids = [i for i in map(parse_task_id, task_ids) if i is not None]
         if not ids:
             return []
         async with self._pool.connection() as conn:
@@ -237,7 +232,7 @@ class PostgresTaskStore:
                     "UPDATE embedding_queue.tasks SET status = %s, "
                     "attempts = greatest(attempts - 1, 0), worker_id = NULL, "
                     "lease_expires = NULL WHERE id = %s AND status = %s AND worker_id = %s",
-                    (PENDING, _uuid_or_none(task_id), PROCESSING, worker_id))
+                    (PENDING, parse_task_id(task_id), PROCESSING, worker_id))
                 if cur.rowcount:
                     accepted.append(task_id)
                     requeued = True
@@ -251,7 +246,7 @@ class PostgresTaskStore:
                 f"UPDATE embedding_queue.tasks SET status = %s, error = %s, error_kind = %s, "
                 f"finished_at = {_NOW}, lease_expires = NULL "
                 f"WHERE id = %s AND status IN (%s, %s)",
-                (FAILED, CANCELLED, CANCELLED_KIND, _uuid_or_none(task_id), PENDING, PROCESSING))
+                (FAILED, CANCELLED, CANCELLED_KIND, parse_task_id(task_id), PENDING, PROCESSING))
             return cur.rowcount > 0
 
     async def expire(self, max_attempts: int, retention: float,
@@ -304,13 +299,6 @@ class PostgresTaskStore:
             return {model: int(size) for model, size in await cur.fetchall()}
 
 
-def _uuid_or_none(text: str) -> str | None:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return None
-
-
 async def _open_task(conn: AsyncConnection[Any], task_id: str,
                      ignored: dict[str, str]) -> OpenTask | None:
     """The task if it is not final yet, locked for this transaction; else None, with the
@@ -318,7 +306,7 @@ async def _open_task(conn: AsyncConnection[Any], task_id: str,
     cur = await conn.execute(
         "SELECT status, n_texts, dimensions, attempts, worker_id, "
         f"extract(epoch FROM {_NOW} - created_at)::float8 FROM embedding_queue.tasks "
-        "WHERE id = %s FOR UPDATE", (_uuid_or_none(task_id),))
+        "WHERE id = %s FOR UPDATE", (parse_task_id(task_id),))
     row = await cur.fetchone()
     if row is None:
         ignored[task_id] = "no such task (it may have expired)"

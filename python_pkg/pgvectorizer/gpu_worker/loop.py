@@ -25,14 +25,20 @@ from dataclasses import dataclass
 
 import httpx
 
+from pgvectorizer.defaults import (
+    CLAIM_TASKS,
+    CLAIM_TEXTS,
+    CLAIM_WAIT,
+    MAX_CLAIM_TASKS,
+    MAX_CLAIM_TEXTS,
+    MAX_CLAIM_WAIT,
+    POLL_INTERVAL,
+)
 from pgvectorizer.errors import ConfigError, ServiceAuthError, ServiceRefusal
 from pgvectorizer.gpu_worker.backends import Backend
 from pgvectorizer.gpu_worker.client import ServiceClient, ServiceUnavailable, base_url
 from pgvectorizer.gpu_worker.packing import Outcome, embed_tasks
 from pgvectorizer.service.protocol import (
-    MAX_CLAIM_TASKS,
-    MAX_CLAIM_TEXTS,
-    MAX_CLAIM_WAIT,
     ClaimedTask,
     ClaimRequest,
     HeartbeatRequest,
@@ -43,10 +49,10 @@ from pgvectorizer.service.protocol import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_TASKS = 64  # tasks per claim
-DEFAULT_MAX_TEXTS = 4096  # texts per claim (a claim always takes at least one task)
-DEFAULT_WAIT = 20.0  # seconds the service may hold a claim open waiting for work
-DEFAULT_POLL_INTERVAL = 2.0  # seconds: pause after an empty claim with wait 0; first backoff
+DEFAULT_MAX_TASKS = CLAIM_TASKS
+DEFAULT_MAX_TEXTS = CLAIM_TEXTS
+DEFAULT_WAIT = CLAIM_WAIT
+DEFAULT_POLL_INTERVAL = POLL_INTERVAL
 HEARTBEATS_PER_LEASE = 3  # a lost heartbeat or two still leaves the lease alive
 MIN_HEARTBEAT = 0.05  # seconds between heartbeats at least, whatever lease the service gives
 MAX_WORKER_ID = 200  # characters, as the protocol allows

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -28,7 +27,12 @@ from pgvectorizer.service import protocol
 from pgvectorizer.service.auth import CLIENT, WORKER, Tokens
 from pgvectorizer.service.core import Service
 from pgvectorizer.service.errors import SERVER_ERROR, ApiError
-from pgvectorizer.service.responses import embeddings_json, pending_json, task_json
+from pgvectorizer.service.responses import (
+    embeddings_json,
+    pending_json,
+    task_json,
+    task_path,
+)
 from pgvectorizer.service.settings import ServiceSettings
 from pgvectorizer.service.store import (
     CANCELLED,
@@ -39,6 +43,7 @@ from pgvectorizer.service.store import (
     INPUT,
     Task,
     TaskStore,
+    parse_task_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -171,7 +176,7 @@ def create_app(settings: ServiceSettings, store: TaskStore | None = None) -> Fas
 def _accepted(task_id: str, status: str) -> Response:
     # 202: accepted, not done. OpenAI clients take any 2xx; ours read the id and ask again.
     return Response(pending_json(task_id, status), status_code=202, media_type=JSON,
-                    headers={"Location": f"/tasks/{task_id}"})
+                    headers={"Location": task_path(task_id)})
 
 async def _final(task: Task) -> Response:
     if task.status == COMPLETED:
@@ -188,18 +193,17 @@ async def _final(task: Task) -> Response:
 
 
 async def _in_thread_if_large(build: Callable[[Task], str], task: Task) -> str:
-    # A float answer for 2,048 vectors of 1,024 dimensions takes a third of a second.
+    # A float answer for 2,048 vectors of 1,024 dimensions takes 0.4-0.5 s here.
     if task.result is not None and len(task.result) > THREAD_BYTES:
         return await asyncio.to_thread(build, task)
     return build(task)
 
 
 def _task_id(text: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise ApiError(404, f"No task {text!r}: task ids are UUIDs", code="task_not_found") \
-            from None
+    task_id = parse_task_id(text)
+    if task_id is None:
+        raise ApiError(404, f"No task {text!r}: task ids are UUIDs", code="task_not_found")
+    return task_id
 
 def _query_wait(request: Request, service: Service) -> float:
     raw = request.query_params.get("wait_seconds")

@@ -44,7 +44,12 @@ def task_json(task: Task) -> str:
     return text[:-1] + f',"result":{result}}}'
 
 
+def task_path(task_id: str) -> str:
+    """Where a task's status is read (also under /v1)."""
+    return f"/tasks/{task_id}"
+
+
 def pending_json(task_id: str, status: str) -> str:
     """What a long poll answers when the result is not ready: where to ask again."""
     return json.dumps({"id": task_id, "object": "embedding.task", "status": status,
-                       "url": f"/tasks/{task_id}"})
+                       "url": task_path(task_id)})

@@ -9,6 +9,7 @@ cannot kill them forever.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -120,6 +121,14 @@ def failure_outcome(failure: Failure, task: OpenTask, worker_id: str,
 def expired_error(seconds: float) -> str:
     return (f"no worker took this task within {seconds:g} s (PENDING_TIMEOUT): is a GPU worker "
             f"running for its model?")
+
+
+def parse_task_id(text: str) -> str | None:
+    """A task id in its canonical form (ids are UUIDs), or None if the text is not one."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
 
 
 def lost_error(attempts: int) -> str:

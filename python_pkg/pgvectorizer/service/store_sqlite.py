@@ -74,12 +74,8 @@ _TASK_COLUMNS = ("id, model, inputs, dimensions, encoding_format, status, attemp
 
 
 def _task(row: tuple[Any, ...]) -> Task:
-    (id_, model, inputs, dimensions, encoding_format, status, attempts, created_at,
-     finished_at, error, result, result_dimensions, tokens, error_kind) = row
-    return Task(id=id_, model=model, inputs=json.loads(inputs), dimensions=dimensions,
-                encoding_format=encoding_format, status=status, attempts=attempts,
-                created_at=created_at, finished_at=finished_at, error=error, result=result,
-                result_dimensions=result_dimensions, tokens=tokens, error_kind=error_kind)
+    # _TASK_COLUMNS are Task's fields in order; inputs are stored as JSON text.
+    return Task(row[0], row[1], json.loads(row[2]), *row[3:])
 
 
 def _marks(n: int) -> str:
