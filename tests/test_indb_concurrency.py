@@ -344,8 +344,8 @@ def test_the_worker_skips_the_keys_an_open_call_holds_and_claims_the_rest(
     async def scenario(s: QueueSession, p: Pipeline) -> None:
         await s.conn.execute("SET statement_timeout = '5s'")  # a claim that waited would fail
         token, claimed = await s.claim(100)
-        assert {r.key[0] for r in claimed} == set(range(5, 11))
-        assert next(r.values["body"] for r in claimed if r.key == (5,)) == "newer text of row 5"
+        assert {int(r.key[0]) for r in claimed} == set(range(5, 11))
+        assert next(r.values["body"] for r in claimed if r.key == ("5",)) == "newer text of row 5"
         await s.release(token)
         await s.unlock([r.lock for r in claimed])
 
@@ -367,7 +367,7 @@ def test_the_worker_writes_other_keys_while_a_call_is_open(
 
     async def scenario(s: QueueSession, p: Pipeline) -> None:
         token, claimed = await s.claim(100)
-        assert {r.key[0] for r in claimed} == set(range(5, 11))
+        assert {int(r.key[0]) for r in claimed} == set(range(5, 11))
         await s.conn.execute("SET lock_timeout = '1s'")  # the worker's own is 10 s
         await s.write(token, claimed, p.run(claimed, await s.existing(token)))
         await s.unlock([r.lock for r in claimed])
@@ -395,7 +395,7 @@ def test_changes_to_held_keys_never_wait_and_win_after_commit(
 
     async def scenario(s: QueueSession, p: Pipeline) -> None:
         token, claimed = await s.claim(100)  # the held keys' new queue rows are left alone
-        assert {r.key[0] for r in claimed} == {5, 6}
+        assert {int(r.key[0]) for r in claimed} == {5, 6}
         await s.release(token)
         await s.unlock([r.lock for r in claimed])
 
@@ -417,7 +417,7 @@ def test_a_call_skips_the_keys_a_worker_holds_and_nothing_is_stored_twice(
 
     async def scenario(s: QueueSession, p: Pipeline) -> None:
         token, claimed = await s.claim(4)  # read, not yet written: the model is working
-        assert sorted(r.key[0] for r in claimed) == [1, 2, 3, 4]
+        assert sorted(int(r.key[0]) for r in claimed) == [1, 2, 3, 4]
         writer.execute("UPDATE doc SET body = 'newer text of row 2' WHERE id = 2")
         out = call(indb, doc)
         assert (out["stopped"], out["rows"]) == ("queue_empty", 6)
@@ -450,7 +450,7 @@ def test_a_rolled_back_call_leaves_the_queue_as_it_was_and_frees_its_keys(
 
     async def scenario(s: QueueSession, p: Pipeline) -> None:
         token, claimed = await s.claim(100)
-        assert sorted(r.key[0] for r in claimed) == [1, 2, 3, 4, 5, 6]
+        assert sorted(int(r.key[0]) for r in claimed) == [1, 2, 3, 4, 5, 6]
         assert {r.attempts for r in claimed} == {1}  # the rolled-back claim counted nothing
         await s.write(token, claimed, p.run(claimed, await s.existing(token)))
         await s.unlock([r.lock for r in claimed])
@@ -479,7 +479,7 @@ def test_a_claim_finds_free_keys_behind_new_rows_of_held_keys(
         token, claimed = await s.claim(5)  # a batch no bigger than the held keys' rows ahead
         await s.release(token)
         await s.unlock([r.lock for r in claimed])
-        assert sorted(r.key[0] for r in claimed) == [6, 7, 8, 9, 10]
+        assert sorted(int(r.key[0]) for r in claimed) == [6, 7, 8, 9, 10]
 
     try:
         with_worker_session(db, doc, scenario)

@@ -53,7 +53,7 @@ async def process(session: QueueSession, pipeline: Pipeline, limit: int = 10) ->
     result = pipeline.run(claimed, await session.existing(token))
     await session.write(token, claimed, result)
     await session.unlock([r.lock for r in claimed])
-    return [r.key[0] for r in claimed]
+    return [int(r.key[0]) for r in claimed]  # keys travel as text
 
 
 def chunks(db: psycopg.Connection) -> list[tuple[int, str]]:

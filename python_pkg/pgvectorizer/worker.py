@@ -222,7 +222,6 @@ class Worker:
         """Every WAKE_INTERVAL: wake idle vectorizers with claimable rows; notice new ones."""
         assert self._catalog_changed is not None
         conn: psycopg.AsyncConnection[Any] | None = None
-        probes: dict[int, Any] = {}
         try:
             while not self.stopping:
                 await self._sleep(None, WAKE_INTERVAL)
@@ -238,8 +237,7 @@ class Worker:
                         event = self._wake.get(vid)
                         if event is None or event.is_set():
                             continue
-                        probe = probes.setdefault(vid, db.queries.Queries(v).probe)
-                        if await db.has_work(conn, probe):
+                        if await db.has_work(conn, vid):
                             event.set()
                 except psycopg.Error as e:
                     logger.warning("looking for work failed (%s); trying again", e)

@@ -1,6 +1,7 @@
 """One connection working one vectorizer's queue: claim, read, write back, unlock.
 
-The statements and why they are safe are in queries.py; this module only runs them.
+The operations and why they are safe are in sql/055_queue_ops.sql (see queries.py); this
+module only sends them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from ..config import Vectorizer
-from ..pipeline import BatchResult, Key, SourceRow, StoredChunk
+from ..pipeline import BatchResult, Key, SourceRow
 from . import queries, steps
 from .connection import connect
 
@@ -27,11 +28,9 @@ class QueueSession:
                  retry_base: float) -> None:
         self.conn = conn
         self.v = v
-        self.q = queries.Queries(v)
         self.lease = lease
         self.retry_base = retry_base
         self.lock_space = 0
-        self._copy_types: list[int] | None = None
 
     @classmethod
     async def open(cls, db_url: str, v: Vectorizer, *, lease: float, retry_base: float
@@ -49,26 +48,25 @@ class QueueSession:
         await self.conn.close()
 
     async def _setup(self) -> None:
-        row = await (await self.conn.execute(self.q.lock_space)).fetchone()
+        cur = await self.conn.execute(queries.LOCK_SPACE, (self.v.queue_schema, self.v.queue_table))
+        row = await cur.fetchone()
         if row is None:
             raise psycopg.errors.UndefinedTable(
                 f"vectorizer {self.v.name!r}: its queue {self.v.queue_schema}.{self.v.queue_table} is gone")
         self.lock_space = int(row[0])
-        if not self.v.to_column:
-            dest = self.v.destination
-            cur = await self.conn.execute(queries.STORE_TYPES, (dest["target_schema"], dest["target_table"]))
-            types = {name: oid for name, oid, _ in await cur.fetchall()}
-            self._copy_types = [int(types[c]) for c in self.v.pk + queries.STORE_COLUMNS]
+
+    async def _op(self, op: str, args: Mapping[str, Any] | None = None) -> list[Any]:
+        cur = await self.conn.execute(queries.OPS_CALL, (self.v.id, op, Jsonb(dict(args or {}))))
+        return [r[0] for r in await cur.fetchall()]
 
     # --- claim ------------------------------------------------------------------------------
 
     async def claim(self, limit: int) -> tuple[uuid.UUID, list[SourceRow]]:
         """Lease up to `limit` queue rows; returns the batch's token and its source rows."""
         token = uuid.uuid4()
-        cur = await self.conn.execute(self.q.claim, {
-            "limit": limit, "lock_space": self.lock_space, "token": token, "lease": self.lease})
-        claimed = await cur.fetchall()
-        read = await (await self.conn.execute(self.q.read, {"token": token})).fetchall() if claimed else []
+        claimed = await self._op("claim", steps.claim_args(
+            limit=limit, token=token, lease=self.lease, lock_space=self.lock_space, xact=False))
+        read = await self._op("read", {"token": str(token)}) if claimed else []
         rows, orphans = steps.rows_from_claim(self.v, claimed, read)
         if orphans:
             await self.unlock(orphans)
@@ -78,42 +76,29 @@ class QueueSession:
         """Stored vectors of the batch's keys, by content hash."""
         if self.v.to_column:
             return {}
-        out: dict[Key, dict[bytes, np.ndarray]] = {}
-        n = len(self.v.pk)
-        async with self.conn.cursor(binary=True) as cur:
-            await cur.execute(self.q.existing, {"token": token})
-            for rec in await cur.fetchall():
-                out.setdefault(tuple(rec[:n]), {})[bytes(rec[n])] = rec[n + 1]
-        return out
+        return steps.existing_from(await self._op("existing", {"token": str(token)}))
 
     # --- write ------------------------------------------------------------------------------
 
-    async def write(self, token: uuid.UUID, rows: Iterable[SourceRow], result: BatchResult) -> None:
-        """One transaction: errors back to the queue (or to failed items), the rest stored."""
-        async with self.conn.transaction(), self.conn.cursor() as cur:
-            for name, params in steps.write_steps(self.v, token, list(rows), result,
-                                                  retry_base=self.retry_base):
-                if name == steps.CHUNKS:
-                    await self._copy(cur, params)
-                elif len(params) == 1:
-                    await cur.execute(steps.statement(self.q, name), params[0])
-                else:
-                    await cur.executemany(steps.statement(self.q, name), params)
-
-    async def _copy(self, cur: psycopg.AsyncCursor[Any], chunks: list[StoredChunk]) -> None:
-        assert self._copy_types is not None
-        async with cur.copy(self.q.copy_chunks) as copy:
-            copy.set_types(self._copy_types)
-            for c in chunks:
-                await copy.write_row((*c.key, c.seq, c.chunk, c.vector, c.digest))
+    async def write(self, token: uuid.UUID, rows: Iterable[SourceRow], result: BatchResult) -> dict[str, int]:
+        """One transaction: errors back to the queue (or to failed items), the rest stored.
+        Returns how many rows went back to the queue (retry) or to the failed items (give_up)."""
+        args = steps.write_args(self.v, token, list(rows), result, retry_base=self.retry_base)
+        async with self.conn.transaction():
+            out = await self._op("write", args)
+        return {k: int(n) for k, n in out[0].items()}
 
     async def release(self, token: uuid.UUID) -> None:
         """Give the batch's rows back untouched (shutdown, configuration error)."""
-        await self.conn.execute(self.q.release, {"token": token})
+        await self._op("release", {"token": str(token)})
 
     async def unlock(self, locks: list[int]) -> None:
         if locks:
-            await self.conn.execute(self.q.unlock, {"lock_space": self.lock_space, "locks": locks})
+            await self.conn.execute(queries.UNLOCK, (self.lock_space, locks))
+
+    async def has_work(self) -> bool:
+        """Is there a row to claim now (or a failed item due again)?"""
+        return bool((await self._op("probe"))[0]["work"])
 
 
 async def load_vectorizers(conn: psycopg.AsyncConnection[Any],
@@ -142,6 +127,8 @@ async def vectorizer_ids(conn: psycopg.AsyncConnection[Any]) -> list[int]:
     return [int(r[0]) for r in await cur.fetchall()]
 
 
-async def has_work(conn: psycopg.AsyncConnection[Any], probe: sql.Composed) -> bool:
-    row = await (await conn.execute(probe)).fetchone()
-    return bool(row and row[0])
+async def has_work(conn: psycopg.AsyncConnection[Any], vectorizer_id: int) -> bool:
+    """Is there a row of the vectorizer's to claim now (or a failed item due again)?"""
+    cur = await conn.execute(queries.OPS_CALL, (vectorizer_id, "probe", Jsonb({})))
+    row = await cur.fetchone()
+    return bool(row and row[0]["work"])

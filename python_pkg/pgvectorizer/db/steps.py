@@ -1,101 +1,98 @@
 """A batch's claim and write as plain data, shared by the worker (psycopg) and PL/Python (SPI).
 
-Both run the same named statements of queries.py in the same order; only how a statement is
-sent differs. Keeping the order here means the two can never drift apart.
+Both send the same operations to ai._vectorizer_ops_call with the same jsonb arguments; only
+how a statement is sent differs, so the two can never drift apart. The decisions (retry or
+give up, keep or drop a row's old chunks) are made here, in Python; the SQL side applies them.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from psycopg import sql
+import numpy as np
 
 from ..config import Vectorizer
-from ..pipeline import BatchResult, Key, SourceRow, StoredChunk, retry_delay
-from . import queries
+from ..pipeline import BatchResult, Key, SourceRow, retry_delay
+from ..vectors import parse_vector, vector_text
 
-# A step: the name of a statement (an attribute of queries.Queries, or one of the catalog
-# statements below) and the parameter sets to run it with; "chunks" is the store write.
-Step = tuple[str, list[Any]]
-RECORD_SUCCESS = "record_success"
-RECORD_ERROR = "record_error"
-CHUNKS = "chunks"
+# A row that failed through its provider's fault (an outage past its retries) is tried again
+# by itself after this long, from the failed items.
+FAILED_RETRY = 3600.0  # seconds
 
 
-def statement(q: queries.Queries, name: str) -> sql.SQL | sql.Composed:
-    """The statement a step names."""
-    if name == RECORD_SUCCESS:
-        return queries.RECORD_SUCCESS
-    if name == RECORD_ERROR:
-        return queries.RECORD_ERROR
-    found: sql.Composed = getattr(q, name)
-    return found
+def key_of(value: Any) -> Key:
+    """A key's text form (a json array of text) as the tuple the pipeline works with."""
+    return tuple(value)
 
 
-def rows_from_claim(v: Vectorizer, claimed: Sequence[Sequence[Any]],
-                    read: Sequence[Sequence[Any]]) -> tuple[list[SourceRow], list[int]]:
+def claim_args(*, limit: int, token: Any, lease: float, lock_space: int, xact: bool) -> dict[str, Any]:
+    return {"limit": limit, "token": str(token), "lease": lease, "lock_space": lock_space,
+            "xact": xact}
+
+
+def rows_from_claim(v: Vectorizer, claimed: Sequence[Mapping[str, Any]],
+                    read: Sequence[Mapping[str, Any]]) -> tuple[list[SourceRow], list[int]]:
     """The claim's keys with what the read found of their source rows, and the lock hashes of
     keys that got no queue row.
 
-    A claimed record is the key, its lock hash and the attempt count; a read record is the
-    key, found, match, then read_columns.
+    A claimed record is {key, lock, attempts}; a read record is {key, found, match, values},
+    values in the order of read_columns.
     """
-    n = len(v.pk)
-    source = {tuple(rec[:n]): rec[n:] for rec in read}
+    source = {key_of(rec["key"]): rec for rec in read}
     rows: list[SourceRow] = []
     orphans: list[int] = []
     for rec in claimed:
-        key, (lock, attempts) = tuple(rec[:n]), rec[n:n + 2]
+        key, lock, attempts = key_of(rec["key"]), int(rec["lock"]), rec["attempts"]
         if attempts is None:
             orphans.append(lock)  # locked, but every queue row went to someone else
             continue
-        found, match, *values = source.get(key) or (None, None, *[None] * len(v.read_columns))
-        rows.append(SourceRow(key, lock, attempts, bool(found), bool(match),
+        found = source.get(key) or {}
+        values = list(found.get("values") or [])
+        values += [None] * (len(v.read_columns) - len(values))
+        rows.append(SourceRow(key, lock, int(attempts), bool(found.get("found")),
+                              bool(found.get("match")),
                               dict(zip(v.read_columns, values, strict=True))))
     return rows, orphans
 
 
-def write_steps(v: Vectorizer, token: Any, rows: Sequence[SourceRow], result: BatchResult, *,
-                retry_base: float) -> Iterator[Step]:
-    """The statements of a batch's write transaction: errors back to the queue (or to the
-    failed items), the rest stored, the queue rows acknowledged, progress recorded."""
+def existing_from(records: Sequence[Mapping[str, Any]]) -> dict[Key, dict[bytes, np.ndarray]]:
+    """Stored vectors by key and content hash, from the existing operation's records."""
+    out: dict[Key, dict[bytes, np.ndarray]] = {}
+    for rec in records:
+        out.setdefault(key_of(rec["key"]), {})[bytes.fromhex(rec["hash"])] = parse_vector(rec["embedding"])
+    return out
+
+
+def write_args(v: Vectorizer, token: Any, rows: Sequence[SourceRow], result: BatchResult, *,
+               retry_base: float, failed_retry: float = FAILED_RETRY) -> dict[str, Any]:
+    """The write operation's arguments: errors back to the queue (or to the failed items), the
+    rest stored, the queue rows acknowledged, progress recorded."""
     attempts = {r.key: r.attempts for r in rows}
+    retry: list[Any] = []
+    give_up: list[Any] = []
     for err in result.errors:
         # A provider may recover; a text that cannot be chunked will not.
         if err.step != "chunking" and attempts[err.key] < v.max_attempts:
-            delay = retry_delay(attempts[err.key], retry_base, err.retry_after)
-            yield "retry", [(delay, token, *err.key)]
+            retry.append([retry_delay(attempts[err.key], retry_base, err.retry_after), list(err.key)])
         else:
-            yield "give_up", [(token, *err.key, err.step, err.message)]
-            # A row given up on keeps no embedding of an older text.
-            if v.to_column:
-                yield "set_column", [(None, *err.key)]
-            else:
-                yield "delete_key_chunks", [err.key]
-    if v.to_column:
-        if result.column_values:
-            yield "set_column", [(vec, *key) for key, vec in result.column_values]
-    else:
-        yield "delete_chunks", [{"token": token}]
-        if result.chunks:
-            yield CHUNKS, list(result.chunks)
-    yield "clear_failed", [{"token": token}]
-    yield "ack", [{"token": token}]
-    if result.done:
-        yield RECORD_SUCCESS, [(v.id, result.done)]
-    for message, details in error_records(result):
-        yield RECORD_ERROR, [(v.id, message, json.dumps(details))]
-
-
-def chunk_arrays(pk_size: int, chunks: Sequence[StoredChunk]) -> list[list[Any]]:
-    """Chunks as column arrays (key columns, seq, chunk, vector, hash), for an unnest insert."""
-    cols: list[list[Any]] = [[] for _ in range(pk_size + 4)]
-    for c in chunks:
-        for i, value in enumerate((*c.key, c.seq, c.chunk, c.vector, c.digest)):
-            cols[i].append(value)
-    return cols
+            # A provider's fault (an outage) says nothing against the row: its stored chunks
+            # stay, and it is tried again later by itself. A row's own fault drops its chunks,
+            # which were made from an older text.
+            providers = err.transient
+            give_up.append([list(err.key), err.step, err.message,
+                            failed_retry if providers else None, providers])
+    return {
+        "token": str(token),
+        "retry": retry,
+        "give_up": give_up,
+        "chunks": [[list(c.key), c.seq, c.chunk, vector_text(c.vector), c.digest.hex()]
+                   for c in result.chunks],
+        "columns": [[list(key), None if vec is None else vector_text(vec)]
+                    for key, vec in result.column_values],
+        "done": result.done,
+        "errors": [[message, details] for message, details in error_records(result)],
+    }
 
 
 def error_records(result: BatchResult) -> list[tuple[str, dict[str, Any]]]:
