@@ -163,7 +163,10 @@ def captured_payloads(embedder: OpenAIEmbedder, dims: int) -> list[dict[str, Any
 
 
 def test_request_fields(make: Make) -> None:
-    v3 = make("http://unused.invalid/v1", env={"OPENAI_API_KEY": "sk-test"},
+    # The key may go there because PGVECTORIZER_KEY_ENDPOINTS lists it (tests/test_endpoints.py).
+    env = {"OPENAI_API_KEY": "sk-test",
+           "PGVECTORIZER_KEY_ENDPOINTS": "OPENAI_API_KEY=http://unused.invalid/v1"}
+    v3 = make("http://unused.invalid/v1", env=env,
               model="text-embedding-3-small", dimensions=256, user="alice")
     seen = captured_payloads(v3, 256)
     v3.embed(["hello"])
@@ -257,18 +260,19 @@ def test_missing_key_for_openai() -> None:
     config = {"implementation": "openai", "model": "text-embedding-3-small", "dimensions": 1536}
     with pytest.raises(ApiKeyMissing, match="OPENAI_API_KEY is not set"):
         make_embedder(config, {})
-    with pytest.raises(ApiKeyMissing, match="MY_OPENAI_KEY is not set"):
-        make_embedder({**config, "api_key_name": "MY_OPENAI_KEY"}, {"OPENAI_API_KEY": "sk-x"})
+    with pytest.raises(ApiKeyMissing, match="MY_OPENAI_API_KEY is not set"):
+        make_embedder({**config, "api_key_name": "MY_OPENAI_API_KEY"}, {"OPENAI_API_KEY": "sk-x"})
 
 
 def test_wrong_key_names_the_variable(fake: Fake,
                                       make: Make) -> None:
     url = fake(token="right")
-    wrong = make(url, env={"TEAM_KEY": "wrong"}, api_key_name="TEAM_KEY")
-    with pytest.raises(ConfigError, match=r"API key from TEAM_KEY \(401\)") as info:
+    listed = {"PGVECTORIZER_KEY_ENDPOINTS": f"TEAM_API_KEY={url}"}
+    wrong = make(url, env={"TEAM_API_KEY": "wrong", **listed}, api_key_name="TEAM_API_KEY")
+    with pytest.raises(ConfigError, match=r"API key from TEAM_API_KEY \(401\)") as info:
         wrong.embed(["a"])
     assert "wrong" not in str(info.value)  # the key itself never shows
-    right = make(url, env={"TEAM_KEY": "right"}, api_key_name="TEAM_KEY")
+    right = make(url, env={"TEAM_API_KEY": "right", **listed}, api_key_name="TEAM_API_KEY")
     np.testing.assert_array_equal(right.embed(["a"]), expected(["a"]))
 
 

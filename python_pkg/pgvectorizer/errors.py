@@ -18,6 +18,16 @@ class ApiKeyMissing(ConfigError):
     """The environment variable named by the embedding config's api_key_name is not set."""
 
 
+class KeyEndpointRefused(ConfigError):
+    """An API key would be sent to an endpoint it is not meant for (endpoints.py has the
+    policy); the message names the key, the URL and the setting that would allow it."""
+
+
+class EndpointNotAllowed(ConfigError):
+    """A request made on the database server (an in-database run, ai.embed) would go to an
+    endpoint that the server's operator has not allowed (endpoints.py has the policy)."""
+
+
 class MissingDependency(ConfigError):
     """A Python package the configuration needs is not installed (`package` is its pip name)."""
 

@@ -29,6 +29,7 @@ from pgvectorizer.embedders.http import (
     post_json,
     request_json,
 )
+from pgvectorizer.endpoints import read_api_key, url_matches
 from pgvectorizer.errors import ApiKeyMissing, ConfigError, EmbeddingError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -47,6 +48,11 @@ TASK_POLL = 30.0
 TASK_MIN_POLL = 1.0  # seconds between two polls at least
 
 
+def openai_base_url(config: Mapping[str, Any]) -> str:
+    """config base_url without a trailing /, else OpenAI's own."""
+    return config_str(config, "base_url", DEFAULT_BASE_URL).rstrip("/")
+
+
 def accepts_dimensions(model: str) -> bool:
     """Whether the model takes a "dimensions" parameter (text-embedding-3-* and later)."""
     return model.rsplit("/", 1)[-1].startswith("text-embedding-3")
@@ -59,14 +65,16 @@ class OpenAIEmbedder:
         self.model = config_str(config, "model")
         self.dimensions = config_dimensions(config)
         self.api_key_name = config_str(config, "api_key_name", DEFAULT_API_KEY_NAME)
-        self.base_url = config_str(config, "base_url", DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = openai_base_url(config)
         user = config.get("user")
         self.user = user if isinstance(user, str) and user else None
         headers: dict[str, str] = {}
-        key = env.get(self.api_key_name)
+        # Which variables may be read, and where their keys may go: endpoints.py.
+        key = read_api_key(env, self.api_key_name, base_url=self.base_url,
+                           default_name=DEFAULT_API_KEY_NAME, default_url=DEFAULT_BASE_URL)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        elif self.base_url == DEFAULT_BASE_URL:
+        elif url_matches(self.base_url, DEFAULT_BASE_URL):
             raise ApiKeyMissing(
                 f"{self.api_key_name} is not set: the vectorizer's embedding config reads the API "
                 f"key from this environment variable (set it in the worker's environment or a "

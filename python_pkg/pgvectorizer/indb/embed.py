@@ -57,7 +57,7 @@ def embed(plpy: Any, text: str, *, vectorizer_id: int | None = None, name: str |
         return answer
     embedder = _embedders.get(key)
     if embedder is None:
-        embedder = _embedders[key] = make_embedder(parsed, os.environ)
+        embedder = _embedders[key] = make_embedder(parsed, os.environ, server_side=True)
     vectors, failures = embed_isolating(embedder, [text])
     if failures:
         raise failures[0]
