@@ -285,3 +285,40 @@ def test_wrong_dimensions(fake: Fake, make: Make) -> None:
     # text-embedding-3 models are asked for the configured size, and the fake obliges.
     v3 = make(url, model="text-embedding-3-small", dimensions=1536)
     assert v3.embed(["a"]).shape == (1, 1536)
+
+
+def answering(embedder: OpenAIEmbedder, status: int, body: bytes) -> OpenAIEmbedder:
+    """Swaps the embedder's transport for one that answers every request with status, body."""
+    embedder._client = httpx.Client(
+        transport=httpx.MockTransport(lambda request: httpx.Response(status, content=body)))
+    return embedder
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_a_long_error_body_is_quoted_short_on_one_line(make: Make, status: int) -> None:
+    # An internal service's error page, with a stack trace and terminal escapes.
+    page = ("<html>Internal error\r\n" + "at service.handler(secret_config.py:12)\n" * 200
+            + "\x1b[31mred\x1b[0m\x00\u202e</html>")
+    with pytest.raises(EmbeddingError) as info:
+        answering(make("http://unused.invalid/v1"), status, page.encode()).embed(["a"])
+    message = str(info.value)
+    quoted = message[message.index("<html>"):]
+    assert len(quoted) <= http.SNIPPET_CHARS and quoted.endswith("\u2026")
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message
+    assert message.count("secret_config.py") < 10
+
+
+def test_a_long_json_error_message_is_cut(make: Make) -> None:
+    body = json.dumps({"error": {"message": "bad input " + "x" * 5000 + "\n\x07end"}})
+    with pytest.raises(EmbeddingError) as info:
+        answering(make("http://unused.invalid/v1"), 400, body.encode()).embed(["a"])
+    assert "bad input xxx" in str(info.value) and len(str(info.value)) < 400
+
+
+def test_snippet() -> None:
+    assert http.snippet("  one\n\ttwo  \r\n three ") == "one two three"
+    assert http.snippet("a\x00b\x1bc\u202ed") == "a\ufffdb\ufffdc\ufffdd"
+    assert http.snippet("é" * 300) == "é" * 199 + "\u2026"
+    assert http.snippet("x" * 10, limit=5) == "xxxx\u2026"
+    assert http.snippet("ok") == "ok"
+    assert http.snippet("a" + " " * 3000 + "z") == "a\u2026"  # cut before the end, so marked

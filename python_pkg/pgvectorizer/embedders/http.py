@@ -11,6 +11,7 @@ import email.utils
 import json
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,12 @@ DEFAULT_TIMEOUT = 60.0  # seconds to wait for a response (each read, write and p
 RATE_LIMIT_TRIES = 3  # requests sent in all when the server keeps answering 429
 RATE_LIMIT_MAX_WAIT = 60.0  # seconds slept in all on 429s within one call
 RATE_LIMIT_FIRST_WAIT = 1.0  # seconds slept after a 429 without Retry-After; doubles each time
+
+# Characters of a provider's answer quoted in an error message, at most.
+SNIPPET_CHARS = 200
+# Unicode categories replaced in a quoted answer: controls, format characters (such as
+# bidirectional overrides), surrogates, private use.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co"})
 
 # Enough for the worker's threads to each keep a connection open to one provider.
 MAX_CONNECTIONS = 32
@@ -72,22 +79,34 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def server_message(response: httpx.Response) -> str:
-    """The server's own words: OpenAI's {"error": {"message"}}, Ollama's {"error": "..."}, or
-    the body as text."""
+    """The server's own words, as a short snippet: OpenAI's {"error": {"message"}}, Ollama's
+    {"error": "..."}, or the body as text."""
     text = response.text
     try:
         body = json.loads(text)
     except ValueError:
-        return text.strip()[:500] or response.reason_phrase
+        return snippet(text) or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
+            return snippet(error["message"])
         if isinstance(error, str):
-            return error
+            return snippet(error)
         if isinstance(body.get("message"), str):
-            return str(body["message"])
-    return text.strip()[:500]
+            return snippet(body["message"])
+    return snippet(text)
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """text as one short line for an error message: whitespace runs become one space, other
+    control and format characters U+FFFD, and past `limit` characters it is cut with an
+    ellipsis. A provider's answer may be anything (an internal service's whole page)."""
+    head = text[:limit * 8]  # enough to fill the limit after collapsing whitespace
+    line = " ".join(head.split())
+    line = "".join("\ufffd" if unicodedata.category(c) in _UNPRINTABLE else c for c in line)
+    if len(line) > limit or len(head) < len(text):
+        line = line[:limit - 1].rstrip() + "\u2026"
+    return line
 
 
 # Builds the message of a non-transient 4xx error: (status, server message) -> message.

@@ -28,6 +28,7 @@ from pgvectorizer.embedders.http import (
     make_client,
     post_json,
     request_json,
+    snippet,
 )
 from pgvectorizer.endpoints import read_api_key, url_matches
 from pgvectorizer.errors import ApiKeyMissing, ConfigError, EmbeddingError
@@ -185,7 +186,7 @@ class OpenAIEmbedder:
             vector = np.asarray(embedding, dtype=np.float32)
         except (binascii.Error, ValueError, TypeError) as exc:
             raise EmbeddingError(f"{self._what} answered with an embedding that cannot be "
-                                 f"decoded: {exc}", transient=False) from exc
+                                 f"decoded: {snippet(str(exc))}", transient=False) from exc
         if vector.ndim != 1:
             raise EmbeddingError(f"{self._what} answered with an embedding that is not a flat "
                                  f"list of numbers", transient=False)
