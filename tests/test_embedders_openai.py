@@ -196,6 +196,7 @@ def test_rate_limit_exhausted(fake: Fake, make: Make) -> None:
     with pytest.raises(EmbeddingError) as info:
         make(url).embed(["a"])
     assert info.value.transient and info.value.status == 429
+    assert info.value.cause == "rate_limited"
     assert info.value.retry_after == pytest.approx(0.2)
     assert fake_stats(url)["requests"] == http.RATE_LIMIT_TRIES
 
@@ -225,12 +226,14 @@ def test_400_is_not_transient(fake: Fake, make: Make) -> None:
     with pytest.raises(EmbeddingError, match="Input 1 contains FAIL400") as info:
         make(fake()).embed(["fine", "FAIL400 here"])
     assert not info.value.transient and info.value.status == 400
+    assert info.value.cause == "refused"
 
 
 def test_500_is_transient(fake: Fake, make: Make) -> None:
     with pytest.raises(EmbeddingError, match="server error 500") as info:
         make(fake()).embed(["FAIL500"])
     assert info.value.transient and info.value.status == 500
+    assert info.value.cause == "server_error"
 
 
 def test_hang_times_out(fake: Fake, make: Make) -> None:
@@ -239,7 +242,7 @@ def test_hang_times_out(fake: Fake, make: Make) -> None:
     with pytest.raises(EmbeddingError, match="within the timeout") as info:
         embedder.embed(["SLOWHANG"])
     assert time.monotonic() - start < 3
-    assert info.value.transient
+    assert info.value.transient and info.value.cause == "unreachable"
 
 
 def test_bad_timeout_setting() -> None:
@@ -253,7 +256,7 @@ def test_connection_refused_is_transient(make: Make) -> None:
         port = s.getsockname()[1]
     with pytest.raises(EmbeddingError, match="failed") as info:
         make(f"http://127.0.0.1:{port}/v1").embed(["a"])
-    assert info.value.transient
+    assert info.value.transient and info.value.cause == "unreachable"
 
 
 def test_missing_key_for_openai() -> None:

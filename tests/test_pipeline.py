@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import socketserver
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 from pgvectorizer.config import Vectorizer
-from pgvectorizer.errors import EmbeddingError
+from pgvectorizer.embedders.openai import OpenAIEmbedder
+from pgvectorizer.errors import UNREACHABLE, EmbeddingError
 from pgvectorizer.pipeline import (
     Pipeline,
     SourceRow,
@@ -19,7 +23,8 @@ from pgvectorizer.pipeline import (
 
 
 class FakeEmbedder:
-    """Vectors from text lengths; refuses texts containing BAD, times out on SLOW."""
+    """Vectors from text lengths; refuses texts containing BAD, answers 500 to CRASH, times
+    out on SLOW."""
 
     dimensions = 3
 
@@ -29,7 +34,9 @@ class FakeEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.calls.append(list(texts))
         if any("SLOW" in t for t in texts):
-            raise EmbeddingError("timed out", transient=True)
+            raise EmbeddingError("timed out", transient=True, cause=UNREACHABLE)
+        if any("CRASH" in t for t in texts):
+            raise EmbeddingError("server error 500", transient=True, status=500)
         if any("BAD" in t for t in texts):
             raise EmbeddingError("input rejected", transient=False, status=400)
         return np.array([[len(t), 1, 0] for t in texts], dtype=np.float32)
@@ -105,12 +112,61 @@ def test_one_refused_text_does_not_hold_back_the_others() -> None:
     assert not err.transient
 
 
-def test_transient_failure_fails_the_batch_first_then_splits_on_retry() -> None:
+def test_server_error_fails_the_batch_first_then_splits_on_retry() -> None:
     emb = FakeEmbedder()
-    first = Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "SLOW")])
+    first = Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "CRASH")])
     assert {e.key for e in first.errors} == {(1,), (2,)} and len(emb.calls) == 1
-    retry = Pipeline(vectorizer(), emb).run([row(1, "good", attempts=2), row(2, "SLOW", attempts=2)])
+    retry = Pipeline(vectorizer(), emb).run([row(1, "good", attempts=2), row(2, "CRASH", attempts=2)])
     assert [e.key for e in retry.errors] == [(2,)] and [c.key for c in retry.chunks] == [(1,)]
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_a_timeout_never_splits_the_batch(attempts: int) -> None:
+    # No answer is the provider's fault: sending each row alone would wait the timeout each.
+    emb = FakeEmbedder()
+    rows = [row(k, f"SLOW {k}", attempts=attempts) for k in range(4)]
+    result = Pipeline(vectorizer(), emb).run(rows)
+    assert len(emb.calls) == 1
+    assert len(result.errors) == 4 and all(e.transient for e in result.errors)
+
+
+def test_a_hanging_provider_gets_one_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real OpenAI embedder against a server that never answers: 4 texts on a retried
+    # batch used to make 7 requests (the batch, halves, then each text), each waiting the
+    # full timeout.
+    with hanging_server() as (url, requests):
+        embedder = OpenAIEmbedder({"implementation": "openai", "model": "m", "dimensions": 3,
+                                   "base_url": url}, {"PGVECTORIZER_HTTP_TIMEOUT": "0.2"})
+        _, failures = embed_isolating(embedder, ["a", "b", "c", "d"], split_transient=True)
+        embedder.close()
+    assert sorted(failures) == [0, 1, 2, 3]
+    assert {f.cause for f in failures.values()} == {UNREACHABLE}
+    assert requests() == 1
+
+
+@contextlib.contextmanager
+def hanging_server() -> Iterator[tuple[str, Callable[[], int]]]:
+    """A loopback HTTP server that reads requests and never answers; yields (base URL, a
+    function counting the requests it got)."""
+    seen: list[int] = []
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            while True:
+                data = self.request.recv(65536)
+                if not data:
+                    return
+                seen.append(data.count(b"POST "))
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", lambda: sum(seen)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_destination_column_wants_one_chunk() -> None:

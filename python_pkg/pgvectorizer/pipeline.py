@@ -17,7 +17,7 @@ import numpy as np
 from .chunking import make_chunker
 from .config import Vectorizer
 from .embedders.base import Embedder
-from .errors import ChunkingError, EmbeddingError
+from .errors import REFUSED, SERVER_ERROR, ChunkingError, EmbeddingError
 from .formatting import make_formatter
 
 Key = tuple[Any, ...]
@@ -119,9 +119,9 @@ class Pipeline:
             for d, t in zip(p.digests, p.texts, strict=True):
                 if d not in known:
                     wanted.setdefault(d, t)
-        # A transient failure on a retried batch may be one text's fault (a server that
-        # crashes on it): split then, but not on a first attempt, so that a provider's outage
-        # costs one request per batch.
+        # A server error on a retried batch may be one text's fault (a server that crashes
+        # on it): split then, but not on a first attempt, so that a provider's outage costs
+        # one request per batch.
         retried = any(r.attempts > 1 for r in rows)
         vectors, failures = embed_isolating(self.embedder, list(wanted.values()),
                                             split_transient=retried)
@@ -164,9 +164,10 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
     """Embed texts; when the provider refuses a request, find the texts to blame.
 
     A refused request (a 4xx) is split in halves until the bad texts stand alone, so one
-    bad row never holds back the rest. A transient failure (timeout, 5xx, 429) fails the
-    whole request, unless split_transient. Returns the vectors (rows of failed texts are
-    zero) and the failures by index.
+    bad row never holds back the rest; with split_transient (a retried batch) so is one
+    that met a server error (5xx). Any other failure (no answer within the timeout, no
+    connection, 429) is the provider's, not a text's, and fails the whole request at once.
+    Returns the vectors (rows of failed texts are zero) and the failures by index.
     """
     out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
     failures: dict[int, EmbeddingError] = {}
@@ -177,7 +178,7 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
         try:
             out[lo:hi] = embedder.embed(texts[lo:hi])
         except EmbeddingError as e:
-            if (e.transient and not split_transient) or hi - lo == 1:
+            if hi - lo == 1 or not may_blame_texts(e, split_transient):
                 for i in range(lo, hi):
                     failures[i] = e
                 return
@@ -187,6 +188,15 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
 
     go(0, len(texts))
     return out, failures
+
+
+def may_blame_texts(error: EmbeddingError, split_transient: bool = False) -> bool:
+    """Whether splitting the request could find a text to blame for error."""
+    if error.cause == REFUSED:
+        return True
+    # A server that crashes on one text answers 5xx to every batch holding it; only worth
+    # the extra requests once the batch has failed before.
+    return split_transient and error.cause == SERVER_ERROR
 
 
 def retry_delay(attempts: int, base: float, hint: float | None = None) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from pgvectorizer.errors import ConfigError, EmbeddingError
+from pgvectorizer.errors import SERVER_ERROR, UNREACHABLE, ConfigError, EmbeddingError
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +139,10 @@ def request_json(client: httpx.Client, method: str, url: str, body: bytes | None
         except httpx.TimeoutException as exc:
             raise EmbeddingError(f"{what}: no answer from {url} within the timeout "
                                  f"({type(exc).__name__}; set {TIMEOUT_ENV} to change it)",
-                                 transient=True) from exc
+                                 transient=True, cause=UNREACHABLE) from exc
         except httpx.HTTPError as exc:
             raise EmbeddingError(f"{what}: request to {url} failed: {exc!r}",
-                                 transient=True) from exc
+                                 transient=True, cause=UNREACHABLE) from exc
         status = response.status_code
         if status == 429:
             hint = parse_retry_after(response.headers.get("retry-after"))
@@ -170,7 +170,7 @@ def request_json(client: httpx.Client, method: str, url: str, body: bytes | None
             return status, response.json()
         except ValueError as exc:
             raise EmbeddingError(f"{what}: {url} answered {status} with a body that is not JSON",
-                                 transient=True, status=status) from exc
+                                 transient=True, status=status, cause=SERVER_ERROR) from exc
 
 
 def dimension_error(what: str, got: int, expected: int) -> EmbeddingError:
