@@ -16,7 +16,12 @@ import pytest
 from pgvectorizer.embedders import http, make_embedder
 from pgvectorizer.embedders import openai as openai_mod
 from pgvectorizer.embedders.openai import OpenAIEmbedder
-from pgvectorizer.errors import ApiKeyMissing, ConfigError, EmbeddingError
+from pgvectorizer.errors import (
+    ApiKeyMissing,
+    ConfigError,
+    EmbeddingError,
+    ProviderError,
+)
 
 from tests.fake_openai import fake_stats, fake_vector, start_fake_server
 
@@ -280,11 +285,10 @@ def test_wrong_key_names_the_variable(fake: Fake,
 
 
 def test_wrong_dimensions(fake: Fake, make: Make) -> None:
+    # No text is to blame: the vectorizer stops, as on a refused key, its queue kept.
     url = fake(dimensions=768)
-    with pytest.raises(EmbeddingError,
-                       match="768-dimensional vectors; the vectorizer expects 1536") as info:
+    with pytest.raises(ProviderError, match="768-dimensional vectors; the vectorizer expects 1536"):
         make(url, model="nomic-embed-text", dimensions=1536).embed(["a"])
-    assert not info.value.transient
     # text-embedding-3 models are asked for the configured size, and the fake obliges.
     v3 = make(url, model="text-embedding-3-small", dimensions=1536)
     assert v3.embed(["a"]).shape == (1, 1536)
@@ -325,3 +329,16 @@ def test_snippet() -> None:
     assert http.snippet("x" * 10, limit=5) == "xxxx\u2026"
     assert http.snippet("ok") == "ok"
     assert http.snippet("a" + " " * 3000 + "z") == "a\u2026"  # cut before the end, so marked
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    ([{"index": 0, "embedding": [0.0] * DIMS}], "1 embeddings for 2 texts"),
+    ([{"index": 0, "embedding": [0.0] * DIMS}] * 2, "repeated index 0"),
+    ([{"index": i, "embedding": "not base64!"} for i in range(2)], "cannot be decoded"),
+    ([{"index": i, "embedding": [[0.0]]} for i in range(2)], "not a flat list"),
+])
+def test_an_answer_that_does_not_fit_the_request_is_a_provider_error(
+        make: Make, data: list[dict[str, Any]], why: str) -> None:
+    body = json.dumps({"data": data}).encode()
+    with pytest.raises(ProviderError, match=why):
+        answering(make("http://unused.invalid/v1"), 200, body).embed(["a", "b"])

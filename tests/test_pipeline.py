@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pgvectorizer.config import Vectorizer
 from pgvectorizer.embedders.openai import OpenAIEmbedder
-from pgvectorizer.errors import UNREACHABLE, EmbeddingError
+from pgvectorizer.errors import UNREACHABLE, EmbeddingError, ProviderError
 from pgvectorizer.pipeline import (
     Pipeline,
     SourceRow,
@@ -188,3 +188,17 @@ def test_retry_delay_doubles_and_respects_hints() -> None:
     assert [retry_delay(n, 10) for n in (1, 2, 3)] == [10, 20, 40]
     assert retry_delay(30, 10) == 3600
     assert retry_delay(1, 10, hint=25) == 25
+
+
+class ShortEmbedder(FakeEmbedder):
+    """Answers one vector too few, as a broken provider may."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return super().embed(texts)[1:]
+
+
+def test_wrong_shape_stops_the_vectorizer_instead_of_failing_rows() -> None:
+    emb = ShortEmbedder()
+    with pytest.raises(ProviderError, match=r"shape \(1, 3\) for 2 texts"):
+        Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "fine")])
+    assert len(emb.calls) == 1  # no bisecting down to failed items

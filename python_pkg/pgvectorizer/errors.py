@@ -20,6 +20,13 @@ class ApiKeyMissing(ConfigError):
     """The environment variable named by the embedding config's api_key_name is not set."""
 
 
+class ProviderError(ConfigError):
+    """A provider answered in a way that no text can explain: vectors of the wrong size, more
+    or fewer vectors than texts, an answer that cannot be read as vectors. Like a refused
+    key, it stops the vectorizer and keeps its queue until the configuration (or the
+    provider) is fixed, instead of failing every row."""
+
+
 class KeyEndpointRefused(ConfigError):
     """An API key would be sent to an endpoint it is not meant for (endpoints.py has the
     policy); the message names the key, the URL and the setting that would allow it."""

@@ -17,7 +17,7 @@ import numpy as np
 from .chunking import make_chunker
 from .config import Vectorizer
 from .embedders.base import Embedder
-from .errors import REFUSED, SERVER_ERROR, ChunkingError, EmbeddingError
+from .errors import REFUSED, SERVER_ERROR, ChunkingError, EmbeddingError, ProviderError
 from .formatting import make_formatter
 
 Key = tuple[Any, ...]
@@ -168,6 +168,7 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
     that met a server error (5xx). Any other failure (no answer within the timeout, no
     connection, 429) is the provider's, not a text's, and fails the whole request at once.
     Returns the vectors (rows of failed texts are zero) and the failures by index.
+    ProviderError when the embedder returns the wrong number or size of vectors.
     """
     out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
     failures: dict[int, EmbeddingError] = {}
@@ -176,7 +177,7 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
         if lo >= hi:
             return
         try:
-            out[lo:hi] = embedder.embed(texts[lo:hi])
+            vectors = embedder.embed(texts[lo:hi])
         except EmbeddingError as e:
             if hi - lo == 1 or not may_blame_texts(e, split_transient):
                 for i in range(lo, hi):
@@ -185,6 +186,13 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
             mid = (lo + hi) // 2
             go(lo, mid)
             go(mid, hi)
+            return
+        # Every embedder checks its provider's answer; this catches one that does not.
+        shape = getattr(vectors, "shape", None)
+        if shape != (hi - lo, embedder.dimensions):
+            raise ProviderError(f"the embedder returned vectors of shape {shape} for "
+                                f"{hi - lo} texts; expected ({hi - lo}, {embedder.dimensions})")
+        out[lo:hi] = vectors
 
     go(0, len(texts))
     return out, failures

@@ -17,7 +17,13 @@ from typing import Any
 
 import httpx
 
-from pgvectorizer.errors import SERVER_ERROR, UNREACHABLE, ConfigError, EmbeddingError
+from pgvectorizer.errors import (
+    SERVER_ERROR,
+    UNREACHABLE,
+    ConfigError,
+    EmbeddingError,
+    ProviderError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +179,16 @@ def request_json(client: httpx.Client, method: str, url: str, body: bytes | None
                                  transient=True, status=status, cause=SERVER_ERROR) from exc
 
 
-def dimension_error(what: str, got: int, expected: int) -> EmbeddingError:
-    """The error for vectors of the wrong size: a configuration mistake, so not transient."""
-    return EmbeddingError(f"{what} returned {got}-dimensional vectors; the vectorizer expects "
-                          f"{expected} (fix the dimensions in its embedding config or the model)",
-                          transient=False)
+def dimension_error(what: str, got: int, expected: int) -> ProviderError:
+    """The error for vectors of the wrong size: a configuration mistake, no text's fault."""
+    return ProviderError(f"{what} returned {got}-dimensional vectors; the vectorizer expects "
+                         f"{expected} (fix the dimensions in its embedding config or the model)")
+
+
+def count_error(what: str, got: int | str, expected: int) -> ProviderError:
+    """The error for an answer with more or fewer vectors than texts sent."""
+    return ProviderError(f"{what} answered with {got} embeddings for {expected} texts; a "
+                         f"provider must return one per text (is base_url an embeddings API?)")
 
 
 def batch_ranges(texts: Sequence[str], max_count: int, max_bytes: int) -> Iterator[tuple[int, int]]:

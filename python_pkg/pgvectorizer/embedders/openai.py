@@ -24,6 +24,7 @@ from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
     DEFAULT_TIMEOUT,
     batch_ranges,
+    count_error,
     dimension_error,
     make_client,
     post_json,
@@ -31,7 +32,12 @@ from pgvectorizer.embedders.http import (
     snippet,
 )
 from pgvectorizer.endpoints import read_api_key, url_matches
-from pgvectorizer.errors import ApiKeyMissing, ConfigError, EmbeddingError
+from pgvectorizer.errors import (
+    ApiKeyMissing,
+    ConfigError,
+    EmbeddingError,
+    ProviderError,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_NAME = "OPENAI_API_KEY"
@@ -160,16 +166,14 @@ class OpenAIEmbedder:
     def _decode(self, body: Any, n: int) -> np.ndarray:
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list) or len(data) != n:
-            got = len(data) if isinstance(data, list) else "no"
-            raise EmbeddingError(f"{self._what} answered with {got} embeddings for {n} texts",
-                                 transient=False)
+            raise count_error(self._what, len(data) if isinstance(data, list) else "no", n)
         out = np.empty((n, self.dimensions), dtype=np.float32)
         filled = np.zeros(n, dtype=bool)
         for position, item in enumerate(data):
             index = item.get("index", position) if isinstance(item, dict) else None
             if not isinstance(index, int) or not 0 <= index < n or filled[index]:
-                raise EmbeddingError(f"{self._what} answered with a bad or repeated index "
-                                     f"{index!r}", transient=False)
+                raise ProviderError(f"{self._what} answered with a bad or repeated index "
+                                    f"{snippet(repr(index))}")
             vector = self._vector(item.get("embedding"))
             if vector.shape[0] != self.dimensions:
                 raise dimension_error(self._what, vector.shape[0], self.dimensions)
@@ -185,11 +189,11 @@ class OpenAIEmbedder:
             # A server that ignored encoding_format answers with a list of floats.
             vector = np.asarray(embedding, dtype=np.float32)
         except (binascii.Error, ValueError, TypeError) as exc:
-            raise EmbeddingError(f"{self._what} answered with an embedding that cannot be "
-                                 f"decoded: {snippet(str(exc))}", transient=False) from exc
+            raise ProviderError(f"{self._what} answered with an embedding that cannot be "
+                                f"decoded: {snippet(str(exc))}") from exc
         if vector.ndim != 1:
-            raise EmbeddingError(f"{self._what} answered with an embedding that is not a flat "
-                                 f"list of numbers", transient=False)
+            raise ProviderError(f"{self._what} answered with an embedding that is not a flat "
+                                f"list of numbers")
         return vector
 
 
