@@ -202,3 +202,35 @@ def test_wrong_shape_stops_the_vectorizer_instead_of_failing_rows() -> None:
     with pytest.raises(ProviderError, match=r"shape \(1, 3\) for 2 texts"):
         Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "fine")])
     assert len(emb.calls) == 1  # no bisecting down to failed items
+
+
+class NaNEmbedder(FakeEmbedder):
+    """NaN for texts containing NAN, infinity for INF (a float64 too large for float32)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = super().embed(texts).astype(np.float64)
+        for i, t in enumerate(texts):
+            if "NAN" in t:
+                out[i, 1] = np.nan
+            if "INF" in t:
+                out[i, 2] = 1e300
+        return out
+
+
+def test_a_non_finite_vector_fails_only_its_text() -> None:
+    emb = NaNEmbedder()
+    texts = [f"text {i}" for i in range(10)]
+    texts[3] = "NAN here"
+    texts[7] = "INF here"
+    vectors, failures = embed_isolating(emb, texts)
+    assert sorted(failures) == [3, 7] and len(emb.calls) == 1
+    assert all(not f.transient and "non-finite" in str(f) for f in failures.values())
+    assert np.isfinite(vectors).all()
+    assert [vectors[i][0] for i in (0, 9)] == [len("text 0"), len("text 9")]
+
+
+def test_a_non_finite_vector_fails_its_row_and_the_others_are_written() -> None:
+    result = Pipeline(vectorizer(), NaNEmbedder()).run([row(1, "good"), row(2, "NAN"), row(3, "ok")])
+    assert sorted(c.key for c in result.chunks) == [(1,), (3,)]
+    [err] = result.errors
+    assert err.key == (2,) and not err.transient and "NaN or infinity" in err.message

@@ -17,10 +17,20 @@ import numpy as np
 from .chunking import make_chunker
 from .config import Vectorizer
 from .embedders.base import Embedder
-from .errors import REFUSED, SERVER_ERROR, ChunkingError, EmbeddingError, ProviderError
+from .errors import (
+    BAD_VECTOR,
+    REFUSED,
+    SERVER_ERROR,
+    ChunkingError,
+    EmbeddingError,
+    ProviderError,
+)
 from .formatting import make_formatter
 
 Key = tuple[Any, ...]
+
+NON_FINITE = ("the embedding provider returned non-finite values (NaN or infinity) for this "
+              "text; such a vector cannot be stored or searched")
 
 # Backoff after a failed attempt: base * 2^(attempt-1), capped; a provider's Retry-After is
 # a floor.
@@ -167,6 +177,7 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
     bad row never holds back the rest; with split_transient (a retried batch) so is one
     that met a server error (5xx). Any other failure (no answer within the timeout, no
     connection, 429) is the provider's, not a text's, and fails the whole request at once.
+    A text whose vector holds NaN or infinity fails alone (not transient).
     Returns the vectors (rows of failed texts are zero) and the failures by index.
     ProviderError when the embedder returns the wrong number or size of vectors.
     """
@@ -192,7 +203,17 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
         if shape != (hi - lo, embedder.dimensions):
             raise ProviderError(f"the embedder returned vectors of shape {shape} for "
                                 f"{hi - lo} texts; expected ({hi - lo}, {embedder.dimensions})")
-        out[lo:hi] = vectors
+        with np.errstate(over="ignore"):  # a float64 too large becomes inf, checked next
+            block = np.asarray(vectors, dtype=np.float32)
+        finite = np.asarray(np.isfinite(block).all(axis=1))
+        if not finite.all():
+            # pgvector refuses NaN and infinity, and would refuse the whole batch's write:
+            # only these texts fail.
+            for j in np.flatnonzero(~finite):
+                failures[lo + int(j)] = EmbeddingError(NON_FINITE, transient=False,
+                                                       cause=BAD_VECTOR)
+            block = np.where(finite[:, None], block, np.float32(0))
+        out[lo:hi] = block
 
     go(0, len(texts))
     return out, failures
