@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pgvectorizer.config import Vectorizer
 from pgvectorizer.embedders.openai import OpenAIEmbedder
-from pgvectorizer.errors import UNREACHABLE, EmbeddingError, ProviderError
+from pgvectorizer.errors import UNREACHABLE, ConfigError, EmbeddingError, ProviderError
 from pgvectorizer.pipeline import (
     Pipeline,
     SourceRow,
@@ -234,3 +234,14 @@ def test_a_non_finite_vector_fails_its_row_and_the_others_are_written() -> None:
     assert sorted(c.key for c in result.chunks) == [(1,), (3,)]
     [err] = result.errors
     assert err.key == (2,) and not err.transient and "NaN or infinity" in err.message
+
+
+@pytest.mark.parametrize("config", [
+    {"chunking": {"implementation": "character_text_splitter", "chunk_size": 10,
+                  "chunk_overlap": 0, "separator": "(", "is_separator_regex": True}},
+    {"formatting": {"implementation": "python_template", "template": "$nope: $chunk"}},
+])
+def test_a_config_that_cannot_work_stops_the_vectorizer(config: dict[str, Any]) -> None:
+    # A ConfigError: the worker records it and keeps the queue, instead of ending its run.
+    with pytest.raises(ConfigError):
+        Pipeline(vectorizer(**config), FakeEmbedder())

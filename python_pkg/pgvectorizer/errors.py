@@ -95,6 +95,12 @@ class ChunkingError(VectorizerError):
     """A row's text could not be split or formatted (say, a template column missing)."""
 
 
+class ChunkingConfigError(ConfigError, ChunkingError):
+    """A chunking or formatting config that cannot work (an invalid separator regex, a
+    chunk_overlap over chunk_size). A ConfigError, so the worker stops that vectorizer and
+    keeps its queue; also a ChunkingError, for callers that catch those."""
+
+
 class ServiceRefusal(ConfigError):
     """The embedding queue service refused a GPU worker's request for good (a 4xx other than
     408 and 429, or an answer the worker cannot read): sending it again cannot help, so the

@@ -21,6 +21,7 @@ from .errors import (
     BAD_VECTOR,
     REFUSED,
     SERVER_ERROR,
+    ChunkingConfigError,
     ChunkingError,
     EmbeddingError,
     ProviderError,
@@ -97,10 +98,18 @@ class Pipeline:
     """Chunk, format and embed batches for one vectorizer."""
 
     def __init__(self, vectorizer: Vectorizer, embedder: Embedder) -> None:
+        """ChunkingConfigError (a ConfigError) when the chunking or formatting config cannot
+        work."""
         self.v = vectorizer
         self.embedder = embedder
         self.chunk: Callable[[str], list[str]] = make_chunker(vectorizer.chunking)
-        self.format = make_formatter(vectorizer.formatting, vectorizer.read_columns)
+        try:
+            self.format = make_formatter(vectorizer.formatting, vectorizer.read_columns)
+        except ChunkingConfigError:
+            raise
+        except ChunkingError as e:
+            # Found before any row is read, so the config's fault: stop the vectorizer.
+            raise ChunkingConfigError(str(e)) from e
 
     def run(self, rows: Sequence[SourceRow],
             existing: Mapping[Key, Mapping[bytes, np.ndarray]] | None = None) -> BatchResult:
