@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +16,10 @@ from pgvectorizer.indb import embed as embed_mod
 
 CONFIG = json.dumps({"implementation": "openai", "model": "m", "dimensions": 3,
                      "base_url": "http://10.0.0.5:8080/v1"})
+
+
+class QueryCanceled(Exception):
+    """What plpy raises when a cancel or statement_timeout is pending."""
 
 
 class FakePlpy:
@@ -78,3 +84,30 @@ def test_an_endpoint_the_server_does_not_allow(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("PGVECTORIZER_KEY_ENDPOINTS", raising=False)
     with pytest.raises(EndpointNotAllowed, match="http://10.0.0.5:8080/v1"):
         embed_mod.embed(FakePlpy(), "text", config=CONFIG)
+
+
+def test_a_cancel_reaches_ai_embed_while_the_provider_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    class Hanging(Embedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            release.wait(10)
+            return super().embed(texts)
+
+    class Cancelling(FakePlpy):
+        def execute(self, query: str) -> list[Any]:
+            super().execute(query)
+            if len(self.executed) == 2:
+                raise QueryCanceled("canceling statement due to user request")
+            return []
+
+    monkeypatch.setattr(embed_mod, "make_embedder", lambda *a, **k: Hanging())
+    plpy = Cancelling()
+    start = time.monotonic()
+    try:
+        with pytest.raises(QueryCanceled):
+            embed_mod.embed(plpy, "a query", config=CONFIG)
+    finally:
+        release.set()
+    assert time.monotonic() - start < 1.0
+    assert plpy.executed == ["SELECT pg_catalog.pg_sleep(0)"] * 2

@@ -81,6 +81,14 @@ class EmbeddingError(VectorizerError):
         self.cause: Cause = cause or _cause(transient, status)
 
 
+class DeadlineReached(EmbeddingError):
+    """The caller's deadline (an in-database run's max_seconds) passed before the provider
+    answered. No text's fault and no attempt used up: give the batch back unclaimed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True, cause=DEADLINE)
+
+
 def _cause(transient: bool, status: int | None) -> Cause:
     if not transient:
         return REFUSED

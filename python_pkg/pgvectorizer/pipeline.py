@@ -23,6 +23,7 @@ from .errors import (
     SERVER_ERROR,
     ChunkingConfigError,
     ChunkingError,
+    DeadlineReached,
     EmbeddingError,
     ProviderError,
 )
@@ -113,7 +114,10 @@ class Pipeline:
 
     def run(self, rows: Sequence[SourceRow],
             existing: Mapping[Key, Mapping[bytes, np.ndarray]] | None = None) -> BatchResult:
-        """Process claimed rows; `existing` maps a key to its stored vectors by content hash."""
+        """Process claimed rows; `existing` maps a key to its stored vectors by content hash.
+
+        Raises ConfigError (ProviderError among them) when the vectorizer cannot go on, and
+        DeadlineReached when the embedder's deadline passed: give the batch back then."""
         existing = existing or {}
         result = BatchResult()
         pending: list[_Pending] = []
@@ -188,7 +192,8 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
     connection, 429) is the provider's, not a text's, and fails the whole request at once.
     A text whose vector holds NaN or infinity fails alone (not transient).
     Returns the vectors (rows of failed texts are zero) and the failures by index.
-    ProviderError when the embedder returns the wrong number or size of vectors.
+    ProviderError when the embedder returns the wrong number or size of vectors;
+    DeadlineReached (from an InterruptibleEmbedder) passes through.
     """
     out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
     failures: dict[int, EmbeddingError] = {}
@@ -198,6 +203,8 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
             return
         try:
             vectors = embedder.embed(texts[lo:hi])
+        except DeadlineReached:
+            raise  # the caller's bound, not the provider's or a text's failure
         except EmbeddingError as e:
             if hi - lo == 1 or not may_blame_texts(e, split_transient):
                 for i in range(lo, hi):
