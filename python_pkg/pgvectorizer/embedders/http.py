@@ -2,7 +2,9 @@
 
 Every failure becomes an errors.EmbeddingError whose `transient` flag tells the worker whether
 the same texts are worth sending again later (timeouts, 5xx, 429, lost connections) or whether
-the request itself was refused (other 4xx). A refused key (401, 403) is a ConfigError.
+the request itself was refused (other 4xx); its `cause` says which (errors.Cause). A refused
+key (401, 403) is a ConfigError, and an answer that does not fit the request (wrong number
+or size of vectors) a ProviderError. Quoted answers are cut short by snippet().
 """
 
 from __future__ import annotations
