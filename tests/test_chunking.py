@@ -13,15 +13,17 @@ from __future__ import annotations
 import random
 import re
 import time
+from typing import Any
 
 import pytest
 from pgvectorizer.chunking import (
     CharacterSplitter,
     RecursiveSplitter,
+    check_regex,
     make_chunker,
     merge_splits,
 )
-from pgvectorizer.errors import ChunkingError
+from pgvectorizer.errors import ChunkingError, ConfigError
 
 DEFAULT_SEPARATORS = ["\n\n", "\n", ".", "?", "!", " ", ""]
 
@@ -261,3 +263,22 @@ def test_optional_and_ignored_fields() -> None:
     assert make_chunker(config)("a.b c.d") == ["a.b", "c.d"]
     # An empty separators list means LangChain's own default list, as in pgai.
     assert make_chunker(recursive(3, 0, []))("ab cd") == ["ab", "cd"]
+
+
+@pytest.mark.parametrize("pattern", ["(unclosed", "[", "a{2,1}", "(?<=a+)b", "a{4294967296}",
+                                     "(" * 2000 + ")" * 2000])
+@pytest.mark.parametrize("build", [lambda p: character(800, 400, p, regex=True),
+                                   lambda p: recursive(800, 400, ["\n", p], regex=True)])
+def test_an_invalid_separator_regex_is_a_config_error(pattern: str, build: Any) -> None:
+    # A ConfigError stops the vectorizer; anything else escaped and ended the worker's run.
+    with pytest.raises(ConfigError, match="invalid regular expression"):
+        make_chunker(build(pattern))
+    assert check_regex(pattern)
+
+
+def test_check_regex() -> None:
+    assert check_regex(r"\n\n|(?=#)") is None
+    assert check_regex("") is None
+    assert check_regex("(") == "missing ), unterminated subpattern at position 0"
+    assert check_regex("a{4294967296}") == "the repetition number is too large"
+    assert check_regex("(" * 2000 + ")" * 2000) == "it is nested too deeply"

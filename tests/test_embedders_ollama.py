@@ -14,7 +14,7 @@ import pytest
 from pgvectorizer.embedders import make_embedder
 from pgvectorizer.embedders import ollama as ollama_mod
 from pgvectorizer.embedders.ollama import OllamaEmbedder, ollama_base_url
-from pgvectorizer.errors import EmbeddingError
+from pgvectorizer.errors import EmbeddingError, ProviderError
 
 from tests.fake_openai import fake_vector
 
@@ -52,9 +52,11 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if "FAIL500" in texts:
             return self._send(500, {"error": "llama runner process has terminated"})
-        dims = payload.get("options", {}).get("fake_dims", DIMS)
+        options = payload.get("options", {})
+        dims = options.get("fake_dims", DIMS)
+        embeddings = [fake_vector(t, dims).tolist() for t in texts]
         return self._send(200, {"model": MODEL,
-                                "embeddings": [fake_vector(t, dims).tolist() for t in texts]})
+                                "embeddings": embeddings[options.get("fake_drop", 0):]})
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -134,9 +136,14 @@ def test_timeout(server: FakeOllama) -> None:
 
 
 def test_wrong_dimensions(server: FakeOllama) -> None:
-    with pytest.raises(EmbeddingError, match="returned 16-dimensional vectors; the vectorizer "
-                                             "expects 8"):
+    with pytest.raises(ProviderError, match="returned 16-dimensional vectors; the vectorizer "
+                                            "expects 8"):
         embedder(server, options={"fake_dims": 16}).embed(["a"])
+
+
+def test_one_vector_too_few(server: FakeOllama) -> None:
+    with pytest.raises(ProviderError, match="2 embeddings for 3 texts"):
+        embedder(server, options={"fake_drop": 1}).embed(["a", "b", "c"])
 
 
 def test_base_url() -> None:

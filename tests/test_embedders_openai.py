@@ -16,7 +16,12 @@ import pytest
 from pgvectorizer.embedders import http, make_embedder
 from pgvectorizer.embedders import openai as openai_mod
 from pgvectorizer.embedders.openai import OpenAIEmbedder
-from pgvectorizer.errors import ApiKeyMissing, ConfigError, EmbeddingError
+from pgvectorizer.errors import (
+    ApiKeyMissing,
+    ConfigError,
+    EmbeddingError,
+    ProviderError,
+)
 
 from tests.fake_openai import fake_stats, fake_vector, start_fake_server
 
@@ -163,7 +168,10 @@ def captured_payloads(embedder: OpenAIEmbedder, dims: int) -> list[dict[str, Any
 
 
 def test_request_fields(make: Make) -> None:
-    v3 = make("http://unused.invalid/v1", env={"OPENAI_API_KEY": "sk-test"},
+    # The key may go there because PGVECTORIZER_KEY_ENDPOINTS lists it (tests/test_endpoints.py).
+    env = {"OPENAI_API_KEY": "sk-test",
+           "PGVECTORIZER_KEY_ENDPOINTS": "OPENAI_API_KEY=http://unused.invalid/v1"}
+    v3 = make("http://unused.invalid/v1", env=env,
               model="text-embedding-3-small", dimensions=256, user="alice")
     seen = captured_payloads(v3, 256)
     v3.embed(["hello"])
@@ -193,6 +201,7 @@ def test_rate_limit_exhausted(fake: Fake, make: Make) -> None:
     with pytest.raises(EmbeddingError) as info:
         make(url).embed(["a"])
     assert info.value.transient and info.value.status == 429
+    assert info.value.cause == "rate_limited"
     assert info.value.retry_after == pytest.approx(0.2)
     assert fake_stats(url)["requests"] == http.RATE_LIMIT_TRIES
 
@@ -222,12 +231,14 @@ def test_400_is_not_transient(fake: Fake, make: Make) -> None:
     with pytest.raises(EmbeddingError, match="Input 1 contains FAIL400") as info:
         make(fake()).embed(["fine", "FAIL400 here"])
     assert not info.value.transient and info.value.status == 400
+    assert info.value.cause == "refused"
 
 
 def test_500_is_transient(fake: Fake, make: Make) -> None:
     with pytest.raises(EmbeddingError, match="server error 500") as info:
         make(fake()).embed(["FAIL500"])
     assert info.value.transient and info.value.status == 500
+    assert info.value.cause == "server_error"
 
 
 def test_hang_times_out(fake: Fake, make: Make) -> None:
@@ -236,7 +247,7 @@ def test_hang_times_out(fake: Fake, make: Make) -> None:
     with pytest.raises(EmbeddingError, match="within the timeout") as info:
         embedder.embed(["SLOWHANG"])
     assert time.monotonic() - start < 3
-    assert info.value.transient
+    assert info.value.transient and info.value.cause == "unreachable"
 
 
 def test_bad_timeout_setting() -> None:
@@ -250,34 +261,84 @@ def test_connection_refused_is_transient(make: Make) -> None:
         port = s.getsockname()[1]
     with pytest.raises(EmbeddingError, match="failed") as info:
         make(f"http://127.0.0.1:{port}/v1").embed(["a"])
-    assert info.value.transient
+    assert info.value.transient and info.value.cause == "unreachable"
 
 
 def test_missing_key_for_openai() -> None:
     config = {"implementation": "openai", "model": "text-embedding-3-small", "dimensions": 1536}
     with pytest.raises(ApiKeyMissing, match="OPENAI_API_KEY is not set"):
         make_embedder(config, {})
-    with pytest.raises(ApiKeyMissing, match="MY_OPENAI_KEY is not set"):
-        make_embedder({**config, "api_key_name": "MY_OPENAI_KEY"}, {"OPENAI_API_KEY": "sk-x"})
+    with pytest.raises(ApiKeyMissing, match="MY_OPENAI_API_KEY is not set"):
+        make_embedder({**config, "api_key_name": "MY_OPENAI_API_KEY"}, {"OPENAI_API_KEY": "sk-x"})
 
 
 def test_wrong_key_names_the_variable(fake: Fake,
                                       make: Make) -> None:
     url = fake(token="right")
-    wrong = make(url, env={"TEAM_KEY": "wrong"}, api_key_name="TEAM_KEY")
-    with pytest.raises(ConfigError, match=r"API key from TEAM_KEY \(401\)") as info:
+    listed = {"PGVECTORIZER_KEY_ENDPOINTS": f"TEAM_API_KEY={url}"}
+    wrong = make(url, env={"TEAM_API_KEY": "wrong", **listed}, api_key_name="TEAM_API_KEY")
+    with pytest.raises(ConfigError, match=r"API key from TEAM_API_KEY \(401\)") as info:
         wrong.embed(["a"])
     assert "wrong" not in str(info.value)  # the key itself never shows
-    right = make(url, env={"TEAM_KEY": "right"}, api_key_name="TEAM_KEY")
+    right = make(url, env={"TEAM_API_KEY": "right", **listed}, api_key_name="TEAM_API_KEY")
     np.testing.assert_array_equal(right.embed(["a"]), expected(["a"]))
 
 
 def test_wrong_dimensions(fake: Fake, make: Make) -> None:
+    # No text is to blame: the vectorizer stops, as on a refused key, its queue kept.
     url = fake(dimensions=768)
-    with pytest.raises(EmbeddingError,
-                       match="768-dimensional vectors; the vectorizer expects 1536") as info:
+    with pytest.raises(ProviderError, match="768-dimensional vectors; the vectorizer expects 1536"):
         make(url, model="nomic-embed-text", dimensions=1536).embed(["a"])
-    assert not info.value.transient
     # text-embedding-3 models are asked for the configured size, and the fake obliges.
     v3 = make(url, model="text-embedding-3-small", dimensions=1536)
     assert v3.embed(["a"]).shape == (1, 1536)
+
+
+def answering(embedder: OpenAIEmbedder, status: int, body: bytes) -> OpenAIEmbedder:
+    """Swaps the embedder's transport for one that answers every request with status, body."""
+    embedder._client = httpx.Client(
+        transport=httpx.MockTransport(lambda request: httpx.Response(status, content=body)))
+    return embedder
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_a_long_error_body_is_quoted_short_on_one_line(make: Make, status: int) -> None:
+    # An internal service's error page, with a stack trace and terminal escapes.
+    page = ("<html>Internal error\r\n" + "at service.handler(secret_config.py:12)\n" * 200
+            + "\x1b[31mred\x1b[0m\x00\u202e</html>")
+    with pytest.raises(EmbeddingError) as info:
+        answering(make("http://unused.invalid/v1"), status, page.encode()).embed(["a"])
+    message = str(info.value)
+    quoted = message[message.index("<html>"):]
+    assert len(quoted) <= http.SNIPPET_CHARS and quoted.endswith("\u2026")
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message
+    assert message.count("secret_config.py") < 10
+
+
+def test_a_long_json_error_message_is_cut(make: Make) -> None:
+    body = json.dumps({"error": {"message": "bad input " + "x" * 5000 + "\n\x07end"}})
+    with pytest.raises(EmbeddingError) as info:
+        answering(make("http://unused.invalid/v1"), 400, body.encode()).embed(["a"])
+    assert "bad input xxx" in str(info.value) and len(str(info.value)) < 400
+
+
+def test_snippet() -> None:
+    assert http.snippet("  one\n\ttwo  \r\n three ") == "one two three"
+    assert http.snippet("a\x00b\x1bc\u202ed") == "a\ufffdb\ufffdc\ufffdd"
+    assert http.snippet("é" * 300) == "é" * 199 + "\u2026"
+    assert http.snippet("x" * 10, limit=5) == "xxxx\u2026"
+    assert http.snippet("ok") == "ok"
+    assert http.snippet("a" + " " * 3000 + "z") == "a\u2026"  # cut before the end, so marked
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    ([{"index": 0, "embedding": [0.0] * DIMS}], "1 embeddings for 2 texts"),
+    ([{"index": 0, "embedding": [0.0] * DIMS}] * 2, "repeated index 0"),
+    ([{"index": i, "embedding": "not base64!"} for i in range(2)], "cannot be decoded"),
+    ([{"index": i, "embedding": [[0.0]]} for i in range(2)], "not a flat list"),
+])
+def test_an_answer_that_does_not_fit_the_request_is_a_provider_error(
+        make: Make, data: list[dict[str, Any]], why: str) -> None:
+    body = json.dumps({"data": data}).encode()
+    with pytest.raises(ProviderError, match=why):
+        answering(make("http://unused.invalid/v1"), 200, body).embed(["a", "b"])

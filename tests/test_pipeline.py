@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import socketserver
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 from pgvectorizer.config import Vectorizer
-from pgvectorizer.errors import EmbeddingError
+from pgvectorizer.embedders.openai import OpenAIEmbedder
+from pgvectorizer.errors import UNREACHABLE, ConfigError, EmbeddingError, ProviderError
 from pgvectorizer.pipeline import (
     Pipeline,
     SourceRow,
@@ -19,7 +23,8 @@ from pgvectorizer.pipeline import (
 
 
 class FakeEmbedder:
-    """Vectors from text lengths; refuses texts containing BAD, times out on SLOW."""
+    """Vectors from text lengths; refuses texts containing BAD, answers 500 to CRASH, times
+    out on SLOW."""
 
     dimensions = 3
 
@@ -29,7 +34,9 @@ class FakeEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.calls.append(list(texts))
         if any("SLOW" in t for t in texts):
-            raise EmbeddingError("timed out", transient=True)
+            raise EmbeddingError("timed out", transient=True, cause=UNREACHABLE)
+        if any("CRASH" in t for t in texts):
+            raise EmbeddingError("server error 500", transient=True, status=500)
         if any("BAD" in t for t in texts):
             raise EmbeddingError("input rejected", transient=False, status=400)
         return np.array([[len(t), 1, 0] for t in texts], dtype=np.float32)
@@ -105,12 +112,61 @@ def test_one_refused_text_does_not_hold_back_the_others() -> None:
     assert not err.transient
 
 
-def test_transient_failure_fails_the_batch_first_then_splits_on_retry() -> None:
+def test_server_error_fails_the_batch_first_then_splits_on_retry() -> None:
     emb = FakeEmbedder()
-    first = Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "SLOW")])
+    first = Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "CRASH")])
     assert {e.key for e in first.errors} == {(1,), (2,)} and len(emb.calls) == 1
-    retry = Pipeline(vectorizer(), emb).run([row(1, "good", attempts=2), row(2, "SLOW", attempts=2)])
+    retry = Pipeline(vectorizer(), emb).run([row(1, "good", attempts=2), row(2, "CRASH", attempts=2)])
     assert [e.key for e in retry.errors] == [(2,)] and [c.key for c in retry.chunks] == [(1,)]
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_a_timeout_never_splits_the_batch(attempts: int) -> None:
+    # No answer is the provider's fault: sending each row alone would wait the timeout each.
+    emb = FakeEmbedder()
+    rows = [row(k, f"SLOW {k}", attempts=attempts) for k in range(4)]
+    result = Pipeline(vectorizer(), emb).run(rows)
+    assert len(emb.calls) == 1
+    assert len(result.errors) == 4 and all(e.transient for e in result.errors)
+
+
+def test_a_hanging_provider_gets_one_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real OpenAI embedder against a server that never answers: 4 texts on a retried
+    # batch used to make 7 requests (the batch, halves, then each text), each waiting the
+    # full timeout.
+    with hanging_server() as (url, requests):
+        embedder = OpenAIEmbedder({"implementation": "openai", "model": "m", "dimensions": 3,
+                                   "base_url": url}, {"PGVECTORIZER_HTTP_TIMEOUT": "0.2"})
+        _, failures = embed_isolating(embedder, ["a", "b", "c", "d"], split_transient=True)
+        embedder.close()
+    assert sorted(failures) == [0, 1, 2, 3]
+    assert {f.cause for f in failures.values()} == {UNREACHABLE}
+    assert requests() == 1
+
+
+@contextlib.contextmanager
+def hanging_server() -> Iterator[tuple[str, Callable[[], int]]]:
+    """A loopback HTTP server that reads requests and never answers; yields (base URL, a
+    function counting the requests it got)."""
+    seen: list[int] = []
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            while True:
+                data = self.request.recv(65536)
+                if not data:
+                    return
+                seen.append(data.count(b"POST "))
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", lambda: sum(seen)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_destination_column_wants_one_chunk() -> None:
@@ -132,3 +188,60 @@ def test_retry_delay_doubles_and_respects_hints() -> None:
     assert [retry_delay(n, 10) for n in (1, 2, 3)] == [10, 20, 40]
     assert retry_delay(30, 10) == 3600
     assert retry_delay(1, 10, hint=25) == 25
+
+
+class ShortEmbedder(FakeEmbedder):
+    """Answers one vector too few, as a broken provider may."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return super().embed(texts)[1:]
+
+
+def test_wrong_shape_stops_the_vectorizer_instead_of_failing_rows() -> None:
+    emb = ShortEmbedder()
+    with pytest.raises(ProviderError, match=r"shape \(1, 3\) for 2 texts"):
+        Pipeline(vectorizer(), emb).run([row(1, "good"), row(2, "fine")])
+    assert len(emb.calls) == 1  # no bisecting down to failed items
+
+
+class NaNEmbedder(FakeEmbedder):
+    """NaN for texts containing NAN, infinity for INF (a float64 too large for float32)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = super().embed(texts).astype(np.float64)
+        for i, t in enumerate(texts):
+            if "NAN" in t:
+                out[i, 1] = np.nan
+            if "INF" in t:
+                out[i, 2] = 1e300
+        return out
+
+
+def test_a_non_finite_vector_fails_only_its_text() -> None:
+    emb = NaNEmbedder()
+    texts = [f"text {i}" for i in range(10)]
+    texts[3] = "NAN here"
+    texts[7] = "INF here"
+    vectors, failures = embed_isolating(emb, texts)
+    assert sorted(failures) == [3, 7] and len(emb.calls) == 1
+    assert all(not f.transient and "non-finite" in str(f) for f in failures.values())
+    assert np.isfinite(vectors).all()
+    assert [vectors[i][0] for i in (0, 9)] == [len("text 0"), len("text 9")]
+
+
+def test_a_non_finite_vector_fails_its_row_and_the_others_are_written() -> None:
+    result = Pipeline(vectorizer(), NaNEmbedder()).run([row(1, "good"), row(2, "NAN"), row(3, "ok")])
+    assert sorted(c.key for c in result.chunks) == [(1,), (3,)]
+    [err] = result.errors
+    assert err.key == (2,) and not err.transient and "NaN or infinity" in err.message
+
+
+@pytest.mark.parametrize("config", [
+    {"chunking": {"implementation": "character_text_splitter", "chunk_size": 10,
+                  "chunk_overlap": 0, "separator": "(", "is_separator_regex": True}},
+    {"formatting": {"implementation": "python_template", "template": "$nope: $chunk"}},
+])
+def test_a_config_that_cannot_work_stops_the_vectorizer(config: dict[str, Any]) -> None:
+    # A ConfigError: the worker records it and keeps the queue, instead of ending its run.
+    with pytest.raises(ConfigError):
+        Pipeline(vectorizer(**config), FakeEmbedder())

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pgvectorizer.errors import ChunkingError
+from pgvectorizer.errors import ChunkingConfigError
 
 Chunker = Callable[[str], list[str]]
 
@@ -177,7 +177,7 @@ class RecursiveSplitter:
 def make_chunker(config: Mapping[str, Any]) -> Chunker:
     """A function from text to chunks for a vectorizer's chunking config (jsonb as a dict).
 
-    Raises ChunkingError naming the field when the config cannot work.
+    Raises ChunkingConfigError (a ConfigError) naming the field when the config cannot work.
     """
     implementation = config.get("implementation")
     if implementation == "none":
@@ -192,7 +192,7 @@ def make_chunker(config: Mapping[str, Any]) -> Chunker:
     if implementation == "recursive_character_text_splitter":
         separators = config.get("separators")
         if not isinstance(separators, list) or not all(isinstance(s, str) for s in separators):
-            raise ChunkingError(
+            raise ChunkingConfigError(
                 f"chunking config: separators must be a list of strings, got {separators!r}")
         return RecursiveSplitter(
             _int_field(config, "chunk_size"),
@@ -200,7 +200,7 @@ def make_chunker(config: Mapping[str, Any]) -> Chunker:
             separators,
             _bool_field(config, "is_separator_regex"),
         )
-    raise ChunkingError(f"chunking config: unknown implementation {implementation!r}")
+    raise ChunkingConfigError(f"chunking config: unknown implementation {implementation!r}")
 
 
 def _whole_text(text: str) -> list[str]:
@@ -212,40 +212,61 @@ def _int_field(config: Mapping[str, Any], name: str) -> int:
     value = config.get(name)
     # bool is an int to Python, but true is no chunk size.
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ChunkingError(f"chunking config: {name} must be an integer, got {value!r}")
+        raise ChunkingConfigError(f"chunking config: {name} must be an integer, got {value!r}")
     return value
 
 
 def _str_field(config: Mapping[str, Any], name: str) -> str:
     value = config.get(name)
     if not isinstance(value, str):
-        raise ChunkingError(f"chunking config: {name} must be a string, got {value!r}")
+        raise ChunkingConfigError(f"chunking config: {name} must be a string, got {value!r}")
     return value
 
 
 def _bool_field(config: Mapping[str, Any], name: str) -> bool:
     value = config.get(name, False)
     if not isinstance(value, bool):
-        raise ChunkingError(f"chunking config: {name} must be true or false, got {value!r}")
+        raise ChunkingConfigError(f"chunking config: {name} must be true or false, got {value!r}")
     return value
 
 
 def _check_sizes(chunk_size: int, chunk_overlap: int) -> None:
     # The same limits LangChain's constructor enforces.
     if chunk_size <= 0:
-        raise ChunkingError(f"chunking config: chunk_size must be > 0, got {chunk_size}")
+        raise ChunkingConfigError(f"chunking config: chunk_size must be > 0, got {chunk_size}")
     if chunk_overlap < 0:
-        raise ChunkingError(f"chunking config: chunk_overlap must be >= 0, got {chunk_overlap}")
+        raise ChunkingConfigError(f"chunking config: chunk_overlap must be >= 0, got {chunk_overlap}")
     if chunk_overlap > chunk_size:
-        raise ChunkingError(
+        raise ChunkingConfigError(
             f"chunking config: chunk_overlap ({chunk_overlap}) must not exceed "
             f"chunk_size ({chunk_size})")
+
+
+def check_regex(pattern: str) -> str | None:
+    """Why pattern cannot be compiled as a separator regex, or None when it can. Pure, for
+    the SQL side to check a chunking config when it is made."""
+    try:
+        re.compile(pattern)
+    except _REGEX_ERRORS as e:
+        return _regex_problem(e)
+    return None
+
+
+# What re.compile raises for a bad pattern: re.error, and for a huge repeat count or very
+# deep nesting these.
+_REGEX_ERRORS = (re.error, OverflowError, RecursionError)
+
+
+def _regex_problem(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "it is nested too deeply"
+    return str(e)
 
 
 def _compile(pattern: str, field: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
-    except re.error as e:
-        raise ChunkingError(
-            f"chunking config: {field} has an invalid regular expression {pattern!r}: {e}"
-        ) from e
+    except _REGEX_ERRORS as e:
+        raise ChunkingConfigError(
+            f"chunking config: {field} has an invalid regular expression {pattern!r}: "
+            f"{_regex_problem(e)}") from e

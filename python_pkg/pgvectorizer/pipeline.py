@@ -17,10 +17,22 @@ import numpy as np
 from .chunking import make_chunker
 from .config import Vectorizer
 from .embedders.base import Embedder
-from .errors import ChunkingError, EmbeddingError
+from .errors import (
+    BAD_VECTOR,
+    REFUSED,
+    SERVER_ERROR,
+    ChunkingConfigError,
+    ChunkingError,
+    DeadlineReached,
+    EmbeddingError,
+    ProviderError,
+)
 from .formatting import make_formatter
 
 Key = tuple[Any, ...]
+
+NON_FINITE = ("the embedding provider returned non-finite values (NaN or infinity) for this "
+              "text; such a vector cannot be stored or searched")
 
 # Backoff after a failed attempt: base * 2^(attempt-1), capped; a provider's Retry-After is
 # a floor.
@@ -87,14 +99,25 @@ class Pipeline:
     """Chunk, format and embed batches for one vectorizer."""
 
     def __init__(self, vectorizer: Vectorizer, embedder: Embedder) -> None:
+        """ChunkingConfigError (a ConfigError) when the chunking or formatting config cannot
+        work."""
         self.v = vectorizer
         self.embedder = embedder
         self.chunk: Callable[[str], list[str]] = make_chunker(vectorizer.chunking)
-        self.format = make_formatter(vectorizer.formatting, vectorizer.read_columns)
+        try:
+            self.format = make_formatter(vectorizer.formatting, vectorizer.read_columns)
+        except ChunkingConfigError:
+            raise
+        except ChunkingError as e:
+            # Found before any row is read, so the config's fault: stop the vectorizer.
+            raise ChunkingConfigError(str(e)) from e
 
     def run(self, rows: Sequence[SourceRow],
             existing: Mapping[Key, Mapping[bytes, np.ndarray]] | None = None) -> BatchResult:
-        """Process claimed rows; `existing` maps a key to its stored vectors by content hash."""
+        """Process claimed rows; `existing` maps a key to its stored vectors by content hash.
+
+        Raises ConfigError (ProviderError among them) when the vectorizer cannot go on, and
+        DeadlineReached when the embedder's deadline passed: give the batch back then."""
         existing = existing or {}
         result = BatchResult()
         pending: list[_Pending] = []
@@ -119,9 +142,9 @@ class Pipeline:
             for d, t in zip(p.digests, p.texts, strict=True):
                 if d not in known:
                     wanted.setdefault(d, t)
-        # A transient failure on a retried batch may be one text's fault (a server that
-        # crashes on it): split then, but not on a first attempt, so that a provider's outage
-        # costs one request per batch.
+        # A server error on a retried batch may be one text's fault (a server that crashes
+        # on it): split then, but not on a first attempt, so that a provider's outage costs
+        # one request per batch.
         retried = any(r.attempts > 1 for r in rows)
         vectors, failures = embed_isolating(self.embedder, list(wanted.values()),
                                             split_transient=retried)
@@ -164,9 +187,13 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
     """Embed texts; when the provider refuses a request, find the texts to blame.
 
     A refused request (a 4xx) is split in halves until the bad texts stand alone, so one
-    bad row never holds back the rest. A transient failure (timeout, 5xx, 429) fails the
-    whole request, unless split_transient. Returns the vectors (rows of failed texts are
-    zero) and the failures by index.
+    bad row never holds back the rest; with split_transient (a retried batch) so is one
+    that met a server error (5xx). Any other failure (no answer within the timeout, no
+    connection, 429) is the provider's, not a text's, and fails the whole request at once.
+    A text whose vector holds NaN or infinity fails alone (not transient).
+    Returns the vectors (rows of failed texts are zero) and the failures by index.
+    ProviderError when the embedder returns the wrong number or size of vectors;
+    DeadlineReached (from an InterruptibleEmbedder) passes through.
     """
     out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
     failures: dict[int, EmbeddingError] = {}
@@ -175,18 +202,46 @@ def embed_isolating(embedder: Embedder, texts: list[str], *, split_transient: bo
         if lo >= hi:
             return
         try:
-            out[lo:hi] = embedder.embed(texts[lo:hi])
+            vectors = embedder.embed(texts[lo:hi])
+        except DeadlineReached:
+            raise  # the caller's bound, not the provider's or a text's failure
         except EmbeddingError as e:
-            if (e.transient and not split_transient) or hi - lo == 1:
+            if hi - lo == 1 or not may_blame_texts(e, split_transient):
                 for i in range(lo, hi):
                     failures[i] = e
                 return
             mid = (lo + hi) // 2
             go(lo, mid)
             go(mid, hi)
+            return
+        # Every embedder checks its provider's answer; this catches one that does not.
+        shape = getattr(vectors, "shape", None)
+        if shape != (hi - lo, embedder.dimensions):
+            raise ProviderError(f"the embedder returned vectors of shape {shape} for "
+                                f"{hi - lo} texts; expected ({hi - lo}, {embedder.dimensions})")
+        with np.errstate(over="ignore"):  # a float64 too large becomes inf, checked next
+            block = np.asarray(vectors, dtype=np.float32)
+        finite = np.asarray(np.isfinite(block).all(axis=1))
+        if not finite.all():
+            # pgvector refuses NaN and infinity, and would refuse the whole batch's write:
+            # only these texts fail.
+            for j in np.flatnonzero(~finite):
+                failures[lo + int(j)] = EmbeddingError(NON_FINITE, transient=False,
+                                                       cause=BAD_VECTOR)
+            block = np.where(finite[:, None], block, np.float32(0))
+        out[lo:hi] = block
 
     go(0, len(texts))
     return out, failures
+
+
+def may_blame_texts(error: EmbeddingError, split_transient: bool = False) -> bool:
+    """Whether splitting the request could find a text to blame for error."""
+    if error.cause == REFUSED:
+        return True
+    # A server that crashes on one text answers 5xx to every batch holding it; only worth
+    # the extra requests once the batch has failed before.
+    return split_transient and error.cause == SERVER_ERROR
 
 
 def retry_delay(attempts: int, base: float, hint: float | None = None) -> float:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pgvectorizer.embedders.base import Embedder
+from pgvectorizer.endpoints import check_server_endpoint
 from pgvectorizer.errors import ConfigError
 
 __all__ = ["IMPLEMENTATIONS", "Embedder", "config_dimensions", "config_str", "make_embedder"]
@@ -17,10 +18,14 @@ __all__ = ["IMPLEMENTATIONS", "Embedder", "config_dimensions", "config_str", "ma
 IMPLEMENTATIONS = ("openai", "ollama", "sentence_transformers")
 
 
-def make_embedder(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Embedder:
+def make_embedder(config: Mapping[str, Any], env: Mapping[str, str] | None = None, *,
+                  server_side: bool = False) -> Embedder:
     """The embedder for an embedding config; env defaults to os.environ over a ./.env file.
 
-    Raises ConfigError (ApiKeyMissing among them) when the config cannot work.
+    server_side: the embedder runs inside PostgreSQL (in-database runs, ai.embed), so it may
+    only call endpoints that the server's operator allows (endpoints.py). Raises ConfigError
+    (ApiKeyMissing, KeyEndpointRefused, EndpointNotAllowed among them) when the config cannot
+    work.
     """
     if env is None:
         from pgvectorizer.dotenv import load_env
@@ -28,10 +33,21 @@ def make_embedder(config: Mapping[str, Any], env: Mapping[str, str] | None = Non
     implementation = config.get("implementation")
     # Imported here so that an OpenAI-only worker never imports torch.
     if implementation == "openai":
-        from pgvectorizer.embedders.openai import OpenAIEmbedder
+        from pgvectorizer.embedders.openai import (
+            DEFAULT_BASE_URL,
+            OpenAIEmbedder,
+            openai_base_url,
+        )
+        if server_side:
+            check_server_endpoint(openai_base_url(config), env, defaults=[DEFAULT_BASE_URL])
         return OpenAIEmbedder(config, env)
     if implementation == "ollama":
-        from pgvectorizer.embedders.ollama import OllamaEmbedder
+        from pgvectorizer.embedders.ollama import OllamaEmbedder, ollama_base_url
+        if server_side:
+            base_url = ollama_base_url(config, env)
+            # OLLAMA_HOST is the operator's own setting; a base_url is the config author's.
+            own = not config.get("base_url")
+            check_server_endpoint(base_url, env, defaults=[base_url] if own else [])
         return OllamaEmbedder(config, env)
     if implementation == "sentence_transformers":
         from pgvectorizer.embedders.sentence_transformers import (

@@ -2,7 +2,9 @@
 
 Every failure becomes an errors.EmbeddingError whose `transient` flag tells the worker whether
 the same texts are worth sending again later (timeouts, 5xx, 429, lost connections) or whether
-the request itself was refused (other 4xx). A refused key (401, 403) is a ConfigError.
+the request itself was refused (other 4xx); its `cause` says which (errors.Cause). A refused
+key (401, 403) is a ConfigError, and an answer that does not fit the request (wrong number
+or size of vectors) a ProviderError. Quoted answers are cut short by snippet().
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ import email.utils
 import json
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from pgvectorizer.errors import ConfigError, EmbeddingError
+from pgvectorizer.errors import (
+    SERVER_ERROR,
+    UNREACHABLE,
+    ConfigError,
+    EmbeddingError,
+    ProviderError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +36,12 @@ DEFAULT_TIMEOUT = 60.0  # seconds to wait for a response (each read, write and p
 RATE_LIMIT_TRIES = 3  # requests sent in all when the server keeps answering 429
 RATE_LIMIT_MAX_WAIT = 60.0  # seconds slept in all on 429s within one call
 RATE_LIMIT_FIRST_WAIT = 1.0  # seconds slept after a 429 without Retry-After; doubles each time
+
+# Characters of a provider's answer quoted in an error message, at most.
+SNIPPET_CHARS = 200
+# Unicode categories replaced in a quoted answer: controls, format characters (such as
+# bidirectional overrides), surrogates, private use.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co"})
 
 # Enough for the worker's threads to each keep a connection open to one provider.
 MAX_CONNECTIONS = 32
@@ -72,22 +87,34 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def server_message(response: httpx.Response) -> str:
-    """The server's own words: OpenAI's {"error": {"message"}}, Ollama's {"error": "..."}, or
-    the body as text."""
+    """The server's own words, as a short snippet: OpenAI's {"error": {"message"}}, Ollama's
+    {"error": "..."}, or the body as text."""
     text = response.text
     try:
         body = json.loads(text)
     except ValueError:
-        return text.strip()[:500] or response.reason_phrase
+        return snippet(text) or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
+            return snippet(error["message"])
         if isinstance(error, str):
-            return error
+            return snippet(error)
         if isinstance(body.get("message"), str):
-            return str(body["message"])
-    return text.strip()[:500]
+            return snippet(body["message"])
+    return snippet(text)
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """text as one short line for an error message: whitespace runs become one space, other
+    control and format characters U+FFFD, and past `limit` characters it is cut with an
+    ellipsis. A provider's answer may be anything (an internal service's whole page)."""
+    head = text[:limit * 8]  # enough to fill the limit after collapsing whitespace
+    line = " ".join(head.split())
+    line = "".join("\ufffd" if unicodedata.category(c) in _UNPRINTABLE else c for c in line)
+    if len(line) > limit or len(head) < len(text):
+        line = line[:limit - 1].rstrip() + "\u2026"
+    return line
 
 
 # Builds the message of a non-transient 4xx error: (status, server message) -> message.
@@ -120,10 +147,10 @@ def request_json(client: httpx.Client, method: str, url: str, body: bytes | None
         except httpx.TimeoutException as exc:
             raise EmbeddingError(f"{what}: no answer from {url} within the timeout "
                                  f"({type(exc).__name__}; set {TIMEOUT_ENV} to change it)",
-                                 transient=True) from exc
+                                 transient=True, cause=UNREACHABLE) from exc
         except httpx.HTTPError as exc:
             raise EmbeddingError(f"{what}: request to {url} failed: {exc!r}",
-                                 transient=True) from exc
+                                 transient=True, cause=UNREACHABLE) from exc
         status = response.status_code
         if status == 429:
             hint = parse_retry_after(response.headers.get("retry-after"))
@@ -151,14 +178,19 @@ def request_json(client: httpx.Client, method: str, url: str, body: bytes | None
             return status, response.json()
         except ValueError as exc:
             raise EmbeddingError(f"{what}: {url} answered {status} with a body that is not JSON",
-                                 transient=True, status=status) from exc
+                                 transient=True, status=status, cause=SERVER_ERROR) from exc
 
 
-def dimension_error(what: str, got: int, expected: int) -> EmbeddingError:
-    """The error for vectors of the wrong size: a configuration mistake, so not transient."""
-    return EmbeddingError(f"{what} returned {got}-dimensional vectors; the vectorizer expects "
-                          f"{expected} (fix the dimensions in its embedding config or the model)",
-                          transient=False)
+def dimension_error(what: str, got: int, expected: int) -> ProviderError:
+    """The error for vectors of the wrong size: a configuration mistake, no text's fault."""
+    return ProviderError(f"{what} returned {got}-dimensional vectors; the vectorizer expects "
+                         f"{expected} (fix the dimensions in its embedding config or the model)")
+
+
+def count_error(what: str, got: int | str, expected: int) -> ProviderError:
+    """The error for an answer with more or fewer vectors than texts sent."""
+    return ProviderError(f"{what} answered with {got} embeddings for {expected} texts; a "
+                         f"provider must return one per text (is base_url an embeddings API?)")
 
 
 def batch_ranges(texts: Sequence[str], max_count: int, max_bytes: int) -> Iterator[tuple[int, int]]:

@@ -11,11 +11,13 @@ import numpy as np
 from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
     batch_ranges,
+    count_error,
     dimension_error,
     make_client,
     post_json,
+    snippet,
 )
-from pgvectorizer.errors import ConfigError, EmbeddingError
+from pgvectorizer.errors import ConfigError, ProviderError
 
 DEFAULT_HOST = "http://localhost:11434"
 DEFAULT_PORT = 11434  # Ollama's port, assumed when OLLAMA_HOST names only a host
@@ -86,18 +88,17 @@ class OllamaEmbedder:
         embeddings = body.get("embeddings") if isinstance(body, dict) else None
         if not isinstance(embeddings, list) or len(embeddings) != len(texts):
             got = len(embeddings) if isinstance(embeddings, list) else "no"
-            raise EmbeddingError(f"{self._what} answered with {got} embeddings for "
-                                 f"{len(texts)} texts", transient=False)
+            raise count_error(self._what, got, len(texts))
         try:
             vectors = np.asarray(embeddings, dtype=np.float32)
         except (ValueError, TypeError) as exc:
             # Rows of unequal length (or non-numbers) cannot make one array.
             sizes = sorted({len(e) for e in embeddings if isinstance(e, list)})
-            raise EmbeddingError(f"{self._what} answered with embeddings that are not numbers "
-                                 f"of one size (sizes {sizes})", transient=False) from exc
+            raise ProviderError(f"{self._what} answered with embeddings that are not numbers "
+                                f"of one size (sizes {snippet(str(sizes))})") from exc
         if vectors.ndim != 2:
-            raise EmbeddingError(f"{self._what} answered with embeddings that are not lists of "
-                                 f"numbers", transient=False)
+            raise ProviderError(f"{self._what} answered with embeddings that are not lists of "
+                                f"numbers")
         if vectors.shape[1] != self.dimensions:
             raise dimension_error(self._what, vectors.shape[1], self.dimensions)
         return vectors

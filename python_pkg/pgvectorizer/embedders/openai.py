@@ -24,12 +24,20 @@ from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
     DEFAULT_TIMEOUT,
     batch_ranges,
+    count_error,
     dimension_error,
     make_client,
     post_json,
     request_json,
+    snippet,
 )
-from pgvectorizer.errors import ApiKeyMissing, ConfigError, EmbeddingError
+from pgvectorizer.endpoints import read_api_key, url_matches
+from pgvectorizer.errors import (
+    ApiKeyMissing,
+    ConfigError,
+    EmbeddingError,
+    ProviderError,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_NAME = "OPENAI_API_KEY"
@@ -47,6 +55,11 @@ TASK_POLL = 30.0
 TASK_MIN_POLL = 1.0  # seconds between two polls at least
 
 
+def openai_base_url(config: Mapping[str, Any]) -> str:
+    """config base_url without a trailing /, else OpenAI's own."""
+    return config_str(config, "base_url", DEFAULT_BASE_URL).rstrip("/")
+
+
 def accepts_dimensions(model: str) -> bool:
     """Whether the model takes a "dimensions" parameter (text-embedding-3-* and later)."""
     return model.rsplit("/", 1)[-1].startswith("text-embedding-3")
@@ -59,14 +72,16 @@ class OpenAIEmbedder:
         self.model = config_str(config, "model")
         self.dimensions = config_dimensions(config)
         self.api_key_name = config_str(config, "api_key_name", DEFAULT_API_KEY_NAME)
-        self.base_url = config_str(config, "base_url", DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = openai_base_url(config)
         user = config.get("user")
         self.user = user if isinstance(user, str) and user else None
         headers: dict[str, str] = {}
-        key = env.get(self.api_key_name)
+        # Which variables may be read, and where their keys may go: endpoints.py.
+        key = read_api_key(env, self.api_key_name, base_url=self.base_url,
+                           default_name=DEFAULT_API_KEY_NAME, default_url=DEFAULT_BASE_URL)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        elif self.base_url == DEFAULT_BASE_URL:
+        elif url_matches(self.base_url, DEFAULT_BASE_URL):
             raise ApiKeyMissing(
                 f"{self.api_key_name} is not set: the vectorizer's embedding config reads the API "
                 f"key from this environment variable (set it in the worker's environment or a "
@@ -151,16 +166,14 @@ class OpenAIEmbedder:
     def _decode(self, body: Any, n: int) -> np.ndarray:
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list) or len(data) != n:
-            got = len(data) if isinstance(data, list) else "no"
-            raise EmbeddingError(f"{self._what} answered with {got} embeddings for {n} texts",
-                                 transient=False)
+            raise count_error(self._what, len(data) if isinstance(data, list) else "no", n)
         out = np.empty((n, self.dimensions), dtype=np.float32)
         filled = np.zeros(n, dtype=bool)
         for position, item in enumerate(data):
             index = item.get("index", position) if isinstance(item, dict) else None
             if not isinstance(index, int) or not 0 <= index < n or filled[index]:
-                raise EmbeddingError(f"{self._what} answered with a bad or repeated index "
-                                     f"{index!r}", transient=False)
+                raise ProviderError(f"{self._what} answered with a bad or repeated index "
+                                    f"{snippet(repr(index))}")
             vector = self._vector(item.get("embedding"))
             if vector.shape[0] != self.dimensions:
                 raise dimension_error(self._what, vector.shape[0], self.dimensions)
@@ -176,11 +189,11 @@ class OpenAIEmbedder:
             # A server that ignored encoding_format answers with a list of floats.
             vector = np.asarray(embedding, dtype=np.float32)
         except (binascii.Error, ValueError, TypeError) as exc:
-            raise EmbeddingError(f"{self._what} answered with an embedding that cannot be "
-                                 f"decoded: {exc}", transient=False) from exc
+            raise ProviderError(f"{self._what} answered with an embedding that cannot be "
+                                f"decoded: {snippet(str(exc))}") from exc
         if vector.ndim != 1:
-            raise EmbeddingError(f"{self._what} answered with an embedding that is not a flat "
-                                 f"list of numbers", transient=False)
+            raise ProviderError(f"{self._what} answered with an embedding that is not a flat "
+                                f"list of numbers")
         return vector
 
 

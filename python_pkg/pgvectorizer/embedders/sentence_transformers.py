@@ -20,6 +20,7 @@ from pgvectorizer.errors import (
     EmbeddingError,
     MissingDependency,
     MissingModel,
+    ProviderError,
 )
 
 DEFAULT_MODEL = LOCAL_MODEL
@@ -150,6 +151,7 @@ class SentenceTransformersEmbedder:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.dimensions = config_dimensions(config)
+        self.name = config_str(config, "model", DEFAULT_MODEL)
         self.normalize = bool(config.get("normalize", True))
         batch_size = config.get("batch_size", DEFAULT_BATCH_SIZE)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -173,7 +175,13 @@ class SentenceTransformersEmbedder:
             raise EmbeddingError(f"sentence-transformers failed to encode {len(texts)} texts: "
                                  f"{exc}",
                                  transient="out of memory" in str(exc).lower()) from exc
-        return np.asarray(vectors, dtype=np.float32)
+        out = np.asarray(vectors, dtype=np.float32)
+        if out.shape != (len(texts), self.dimensions):
+            # load_model checked the size the model reports; this is what it really made.
+            raise ProviderError(f"sentence-transformers model {self.name!r} returned vectors "
+                                f"of shape {out.shape} for {len(texts)} texts; the embedding "
+                                f"config says {self.dimensions} dimensions")
+        return out
 
     def close(self) -> None:
         """Nothing to release: the model stays cached for the process."""

@@ -15,6 +15,7 @@ from typing import Any
 from ..embedders import Embedder, make_embedder
 from ..errors import ConfigError
 from ..pipeline import embed_isolating
+from .interrupt import InterruptibleEmbedder
 from .spi import vector_text
 
 CACHE_SIZE = 256  # answers kept per backend
@@ -57,8 +58,9 @@ def embed(plpy: Any, text: str, *, vectorizer_id: int | None = None, name: str |
         return answer
     embedder = _embedders.get(key)
     if embedder is None:
-        embedder = _embedders[key] = make_embedder(parsed, os.environ)
-    vectors, failures = embed_isolating(embedder, [text])
+        embedder = _embedders[key] = make_embedder(parsed, os.environ, server_side=True)
+    # A hanging provider must not hold the backend past a cancel or statement_timeout.
+    vectors, failures = embed_isolating(InterruptibleEmbedder(embedder, plpy, None), [text])
     if failures:
         raise failures[0]
     answer = vector_text(vectors[0])
