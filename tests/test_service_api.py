@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pgvectorizer import __version__
 from pgvectorizer.service.protocol import Preference, parse_prefer
+from pgvectorizer.service.settings import DEFAULT_LEASE_SECONDS
 from pgvectorizer.service.store import lost_error
 
 from tests.service_helpers import (
@@ -431,7 +432,7 @@ def test_heartbeats_keep_only_the_workers_own_leases(client: TestClient) -> None
     response = client.post("/worker/heartbeat", headers=WORKER,
                            json={"worker_id": "w1", "task_ids": [a, b, ANY_ID]})
     assert response.status_code == 200
-    assert response.json() == {"lease_seconds": 60.0, "held": [a, b]}
+    assert response.json() == {"lease_seconds": DEFAULT_LEASE_SECONDS, "held": [a, b]}
     response = client.post("/worker/heartbeat", headers=WORKER,
                            json={"worker_id": "w2", "task_ids": [a]})
     assert response.json()["held"] == []

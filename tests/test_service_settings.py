@@ -24,7 +24,7 @@ def test_settings_defaults_and_derived_values() -> None:
     assert (s.host, s.port, s.db_path, s.database_url) == ("127.0.0.1", 8000, DEFAULT_DB_PATH,
                                                            None)
     assert (s.lease_seconds, s.max_attempts, s.result_retention, s.max_request_bytes,
-            s.max_inputs, s.max_wait_seconds) == (60.0, 3, 3600.0, 8 * 1024 * 1024, 2048, 30.0)
+            s.max_inputs, s.max_wait_seconds) == (10.0, 3, 3600.0, 8 * 1024 * 1024, 2048, 30.0)
     assert s.sync_wait == 30.0
     assert (s.pending_timeout, s.dimensions_models, s.recheck) == (86400.0, (), 5.0)
     s = settings_from_env({"AUTH_TOKEN": "secret", "WORKER_TOKEN": "gpu",
