@@ -154,6 +154,13 @@ def spawn_worker(service: Service, tmp: Path, name: str, *flags: str) -> Proc:
     return proc
 
 
+def key_env(service: Service) -> dict[str, str]:
+    """The client token as a vectorizer's key variable, allowed to go to this service (where
+    the key policy of PGVECTORIZER_KEY_ENDPOINTS applies)."""
+    return {"QUEUE_API_KEY": TOKEN,
+            "PGVECTORIZER_KEY_ENDPOINTS": f"QUEUE_API_KEY={service.url}/v1"}
+
+
 def vectors_of(task: dict[str, Any]) -> np.ndarray:
     return np.asarray([d["embedding"] for d in task["result"]["data"]], dtype=np.float32)
 
@@ -363,7 +370,7 @@ def test_a_vectorizer_pointed_at_the_service_fills_its_store(
     db.execute("INSERT INTO note SELECT i, 'note number ' || i || ' about queues' "
                "FROM generate_series(1, 12) i")
     out = subprocess.run(["pgvectorizer", "worker", "-d", dsn(db), "-i", str(vid), "--once"],
-                         env=base_env(QUEUE_API_KEY=TOKEN), capture_output=True, text=True,
+                         env=base_env(**key_env(service)), capture_output=True, text=True,
                          timeout=WAIT, check=False)
     assert out.returncode == 0, out.stderr
     stored = rows(db, "SELECT id, chunk, embedding::text FROM note_embedding_store ORDER BY id")
@@ -381,7 +388,7 @@ def test_the_openai_embedder_follows_a_202_to_the_result(tmp_path: Path, bare_mo
     service = Service(tmp_path, tmp_path / "queue.db", MAX_WAIT_SECONDS="1")
     config = {"implementation": "openai", "model": MODEL, "dimensions": DIMS,
               "base_url": f"{service.url}/v1", "api_key_name": "QUEUE_API_KEY"}
-    embedder = make_embedder(config, {"QUEUE_API_KEY": TOKEN})
+    embedder = make_embedder(config, key_env(service))
     worker = spawn_worker(service, tmp_path, "slow-start")
     try:
         got = embedder.embed(TEXTS)
@@ -403,7 +410,7 @@ def test_the_openai_embedder_cancels_a_task_no_worker_answers(
     service = Service(tmp_path, tmp_path / "queue.db", MAX_WAIT_SECONDS="1")
     config = {"implementation": "openai", "model": MODEL, "dimensions": DIMS,
               "base_url": f"{service.url}/v1", "api_key_name": "QUEUE_API_KEY"}
-    embedder = make_embedder(config, {"QUEUE_API_KEY": TOKEN})
+    embedder = make_embedder(config, key_env(service))
     with pytest.raises(EmbeddingError, match="no worker's answer") as caught:
         embedder.embed(TEXTS[:1])
     embedder.close()
