@@ -36,8 +36,9 @@ def settings(tmp_path: Path, **overrides: Any) -> ServiceSettings:
         "auth_token": TOKEN, "worker_token": WORKER_TOKEN, "default_model": MODEL,
         "models": (MODEL, OTHER), "db_path": str(tmp_path / "queue.db"),
         "max_request_bytes": MAX_BYTES, "max_inputs": MAX_INPUTS, "max_wait_seconds": 10.0,
-        # A request that names no wait answers at once, so a test that forgets is not slow.
-        "default_wait_seconds": 0.0,
+        # A request that names no wait answers at once, so a test that forgets is not slow;
+        # one without the task protocol (no wait_seconds, no Prefer) gets its 503 at once.
+        "default_wait_seconds": 0.0, "sync_wait_seconds": 0.0,
         # Longer than any wait here: only the in-process wake-ups can end a long poll early.
         "recheck_seconds": 30.0,
         # Both models may be cut to fewer dimensions; test_service_errors.py covers the rest.

@@ -56,7 +56,9 @@ def test_the_services_point_at_each_other(compose: dict[str, Any]) -> None:
     dbname = services["db"]["environment"]["POSTGRES_DB"]
     assert (server.scheme, db_url.hostname, db_url.path) == ("http", "db", f"/{dbname}")
     assert f"cron.database_name={dbname}" in services["db"]["command"]
-    assert services["worker"]["environment"]["QUEUE_TOKEN"] == "${AUTH_TOKEN}"
+    worker = services["worker"]["environment"]
+    assert worker["QUEUE_API_KEY"] == "${AUTH_TOKEN}"
+    assert worker["PGVECTORIZER_KEY_ENDPOINTS"] == f"QUEUE_API_KEY=http://queue:{port}/v1"
 
 
 def test_env_example_names_every_variable_the_file_uses() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import httpx
 import pytest
@@ -135,6 +137,35 @@ def test_heartbeat_is_one_try() -> None:
 
     run_async(go)
     assert len(seen) == 1
+
+
+def test_a_heartbeat_with_no_answer_is_given_up_after_its_timeout() -> None:
+    # A real socket that takes the request and never answers: only the timeout ends the wait,
+    # where the client's own (a long poll's, 50 s here) would outlast a lease of a few beats.
+    async def go() -> None:
+        held: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)
+            await reader.read(65536)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with ServiceClient(f"http://127.0.0.1:{port}", TOKEN, wait_seconds=20,
+                                     poll_interval=1) as client:
+                started = time.monotonic()
+                with pytest.raises(ServiceUnavailable):
+                    await client.heartbeat(HeartbeatRequest(worker_id="w1", task_ids=["t"]),
+                                           timeout=0.3)
+                assert 0.3 <= time.monotonic() - started < 5
+        finally:
+            for writer in held:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+    run_async(go)
 
 
 def test_results_too_large_are_halved() -> None:

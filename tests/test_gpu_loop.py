@@ -53,6 +53,7 @@ class FakeService:
         self.released: list[str] = []
         self.claims: list[ClaimRequest] = []
         self.heartbeats: list[list[str]] = []
+        self.beat_timeouts: list[float] = []  # seconds each heartbeat may wait for its answer
         self.revoked: set[str] = set()  # leases the service says ran out
         self.connect_errors = 0  # the next requests fail to connect
         self.results_503 = 0  # the next results posts answer 503
@@ -73,6 +74,7 @@ class FakeService:
         if request.url.path == "/worker/heartbeat":
             beat = HeartbeatRequest.model_validate(body)
             self.heartbeats.append(beat.task_ids)
+            self.beat_timeouts.append(request.extensions["timeout"]["read"])
             held = [i for i in beat.task_ids if i in self.leased and i not in self.revoked]
             return ok({"lease_seconds": self.lease_seconds, "held": held})
         if request.url.path == "/worker/results":
@@ -198,6 +200,8 @@ def test_heartbeats_and_leases_taken_back() -> None:
         run_async(go)
     finally:
         gate.set()
+    # A beat that hangs is given up when the next one is due.
+    assert service.beat_timeouts and all(t == pytest.approx(0.1) for t in service.beat_timeouts)
     # a was being encoded: its result is still posted. b had not started: dropped, not
     # encoded, not released (it is someone else's now).
     assert list(service.results) == ["a"]

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pgvectorizer import __version__
+from pgvectorizer.service.protocol import Preference, parse_prefer
+from pgvectorizer.service.settings import DEFAULT_LEASE_SECONDS
 from pgvectorizer.service.store import lost_error
 
 from tests.service_helpers import (
@@ -24,6 +26,7 @@ from tests.service_helpers import (
     MODEL,
     OTHER,
     RESULT_TIMEOUT,
+    TOKEN,
     WORKER,
     Response,
     assert_error,
@@ -56,6 +59,10 @@ def background() -> Iterator[Callable[..., Future[Response]]]:
         yield pool.submit
 
 
+def metrics_text(client: TestClient) -> str:
+    return str(client.get("/metrics", headers=CLIENT).text)
+
+
 # --- health -----------------------------------------------------------------------------------
 
 def test_health_needs_no_token(client: TestClient) -> None:
@@ -77,6 +84,115 @@ def test_wait_seconds_zero_answers_202_with_where_to_ask(client: TestClient) -> 
                     "url": f"/tasks/{task_id}"}
     assert response.headers["location"] == f"/tasks/{task_id}"
     assert task(client, task_id)["status"] == "pending"
+
+
+# The task protocol is for clients that ask for it: wait_seconds in the body, or RFC 7240's
+# `Prefer: respond-async`. The OpenAI SDK asks for neither and reads a 202 as an empty success
+# ("No embedding data received"), so it gets its vectors or a 503 that it retries.
+
+def test_a_request_without_the_task_protocol_gets_a_retryable_503_not_a_202(
+        tmp_path: Path) -> None:
+    with serve(tmp_path, sync_wait_seconds=0.3) as client:
+        started = time.monotonic()
+        response = client.post("/v1/embeddings", headers=CLIENT, json={"input": ["a", "b"]})
+        assert time.monotonic() - started >= 0.3
+        message = assert_error(response, 503, code="not_ready", type="server_error",
+                               message="SYNC_WAIT_SECONDS")
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["x-should-retry"] == "true"
+        assert "location" not in response.headers
+        # The SDK sends a request of its own again: no worker gets the abandoned task.
+        task_id = message.split("task ")[1].split()[0]
+        body = task(client, task_id)
+        assert (body["status"], body["error"]) == ("failed", "cancelled by the client")
+        assert claim(client) == []
+
+
+def test_a_request_without_the_task_protocol_gets_vectors_in_the_wait(
+        tmp_path: Path, background: Callable[..., Future[Response]]) -> None:
+    with serve(tmp_path, sync_wait_seconds=LONG_POLL) as client:
+        pending = background(client.post, "/v1/embeddings", headers=CLIENT,
+                             json={"input": ["a", "b"]})
+        [claimed] = claim(client, wait=LONG_POLL)
+        vecs = vectors(2)
+        results(client, results=[vector_result(claimed["id"], vecs)])
+        response = pending.result(timeout=RESULT_TIMEOUT)
+        assert response.status_code == 200, response.text
+        got = np.array([d["embedding"] for d in response.json()["data"]], dtype=np.float32)
+        assert np.array_equal(got, vecs)
+
+
+def test_the_openai_package_retries_the_503_and_gets_the_vectors(
+        tmp_path: Path, background: Callable[..., Future[Response]]) -> None:
+    import openai
+
+    # The first request's wait runs out (the test claims nothing yet); the SDK, at its
+    # default retries, sends it again after Retry-After, and the test answers that one.
+    with serve(tmp_path, sync_wait_seconds=1.0) as client:
+        sdk = openai.OpenAI(api_key=TOKEN, base_url="http://testserver/v1", http_client=client)
+        pending = background(sdk.embeddings.create, input=["a", "b"], model=MODEL,
+                             encoding_format="float")
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while 'route="/v1/embeddings",code="503"} 1' not in metrics_text(client):
+            assert time.monotonic() < deadline, "the first request was not answered 503"
+            time.sleep(0.05)
+        [claimed] = claim(client, wait=LONG_POLL)
+        vecs = vectors(2)
+        results(client, results=[vector_result(claimed["id"], vecs)])
+        answer = pending.result(timeout=RESULT_TIMEOUT)
+        assert np.array_equal(np.array([d.embedding for d in answer.data], dtype=np.float32),
+                              vecs)
+        assert 'route="/v1/embeddings",code="200"} 1' in metrics_text(client)
+        assert 'code="202"' not in metrics_text(client)
+
+
+def test_prefer_respond_async_asks_for_the_task_protocol(client: TestClient) -> None:
+    response = client.post("/v1/embeddings", headers={**CLIENT, "Prefer": "respond-async"},
+                           json={"input": "a"})
+    assert response.status_code == 202, response.text
+    task_id = response.json()["id"]
+    assert response.headers["location"] == f"/tasks/{task_id}"
+    assert response.headers["preference-applied"] == "respond-async"
+    assert response.json()["status"] == "pending"
+
+
+def test_prefer_wait_sets_the_long_poll_at_most_max_wait(tmp_path: Path) -> None:
+    with serve(tmp_path, max_wait_seconds=0.6) as client:
+        for prefer, low, high in (("respond-async, wait=0.2", 0.2, 0.6),
+                                  ("wait=30;x=1, Respond-Async", 0.6, 3.0)):
+            started = time.monotonic()
+            response = client.post("/v1/embeddings", headers={**CLIENT, "Prefer": prefer},
+                                   json={"input": "a"})
+            assert response.status_code == 202, (prefer, response.text)
+            assert low <= time.monotonic() - started < high, prefer
+
+
+def test_wait_seconds_in_the_body_still_asks_for_the_task_protocol(tmp_path: Path) -> None:
+    # The field wins over a Prefer wait, and needs no Prefer at all.
+    with serve(tmp_path, sync_wait_seconds=LONG_POLL) as client:
+        started = time.monotonic()
+        response = client.post("/v1/embeddings", headers={**CLIENT, "Prefer": "wait=5"},
+                               json={"input": "a", "wait_seconds": 0.2})
+        assert response.status_code == 202, response.text
+        assert 0.2 <= time.monotonic() - started < LONG_POLL
+        assert "preference-applied" not in response.headers
+
+
+@pytest.mark.parametrize(("values", "respond_async", "wait"), [
+    ([], False, None),
+    (["respond-async"], True, None),
+    (["respond-async, wait=10"], True, 10.0),
+    (["RESPOND-ASYNC ; foo=bar", "wait = 2.5"], True, 2.5),
+    (['handling=lenient, wait="7"'], False, 7.0),
+    (['foo="a, respond-async", wait=1'], False, 1.0),  # inside a quoted-string: no preference
+    (["wait=3, wait=9, respond-async"], True, 3.0),  # the first of a repeated one counts
+    (["respond-async, wait=-1"], True, None),
+    (["respond-async, wait=soon"], True, None),
+    (["respond-async, wait=nan", "wait=4"], True, None),
+    (["return=minimal"], False, None),
+])
+def test_parse_prefer(values: list[str], respond_async: bool, wait: float | None) -> None:
+    assert parse_prefer(values) == Preference(respond_async, wait)
 
 
 # Exact float32 values that a careless formatting would change: thirds, the smallest
@@ -316,7 +432,7 @@ def test_heartbeats_keep_only_the_workers_own_leases(client: TestClient) -> None
     response = client.post("/worker/heartbeat", headers=WORKER,
                            json={"worker_id": "w1", "task_ids": [a, b, ANY_ID]})
     assert response.status_code == 200
-    assert response.json() == {"lease_seconds": 60.0, "held": [a, b]}
+    assert response.json() == {"lease_seconds": DEFAULT_LEASE_SECONDS, "held": [a, b]}
     response = client.post("/worker/heartbeat", headers=WORKER,
                            json={"worker_id": "w2", "task_ids": [a]})
     assert response.json()["held"] == []

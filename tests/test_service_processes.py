@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,13 @@ def spawn_worker(service: Service, tmp: Path, name: str, *flags: str) -> Proc:
     return proc
 
 
+def key_env(service: Service) -> dict[str, str]:
+    """The client token as a vectorizer's key variable, allowed to go to this service (where
+    the key policy of PGVECTORIZER_KEY_ENDPOINTS applies)."""
+    return {"QUEUE_API_KEY": TOKEN,
+            "PGVECTORIZER_KEY_ENDPOINTS": f"QUEUE_API_KEY={service.url}/v1"}
+
+
 def vectors_of(task: dict[str, Any]) -> np.ndarray:
     return np.asarray([d["embedding"] for d in task["result"]["data"]], dtype=np.float32)
 
@@ -277,6 +285,43 @@ def test_a_worker_killed_mid_task_leaves_it_to_another(tmp_path: Path, bare_mode
     assert np.abs(vectors_of(task)[picks] - want).max() < TOLERANCE
 
 
+def test_the_openai_package_rides_out_a_worker_killed_mid_burst(tmp_path: Path,
+                                                              bare_model: Any) -> None:
+    # The service's own lease and waits (LEASE_SECONDS unset), and the openai package at its
+    # defaults: it cannot read a 202, and retries a 503 twice.
+    service = Service(tmp_path, tmp_path / "queue.db", LEASE_SECONDS="")
+    first = spawn_worker(service, tmp_path, "doomed")
+    wait_for(lambda: service.metric("pgvectorizer_queue_workers") == 1, "the first worker",
+             (service.proc, first))
+    clients, rounds = 8, 3
+
+    def burst(client: int) -> list[tuple[list[str], np.ndarray]]:
+        sdk = openai.OpenAI(api_key=TOKEN, base_url=f"{service.url}/v1")
+        answers = []
+        for r in range(rounds):
+            texts = [f"client {client}, round {r}, text {i}: {TEXTS[(client + i) % 5]}"
+                     for i in range(3)]
+            got = sdk.embeddings.create(input=texts, model=MODEL)
+            answers.append((texts, np.asarray([d.embedding for d in got.data], np.float32)))
+        return answers
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(burst, c) for c in range(clients)]
+        wait_for(lambda: service.metric('pgvectorizer_queue_tasks{state="processing"}') > 0,
+                 "the first claim", (service.proc, first))
+        first.kill()
+        second = spawn_worker(service, tmp_path, "after-the-kill")
+        # Each request may take a lease, a model load and a wait: bounded all the same.
+        answers = [a for f in futures for a in f.result(timeout=3 * WAIT)]
+    assert len(answers) == clients * rounds
+    for texts, got in answers:
+        assert np.abs(got - expected(bare_model, texts)).max() < TOLERANCE, second.output()
+    metrics = service.http.get("/metrics").text
+    assert 'route="/v1/embeddings",code="202"' not in metrics, metrics
+    # The dead worker's tasks were claimed again, not failed.
+    assert service.metric('pgvectorizer_queue_finished_tasks_total{state="failed"}') == 0
+
+
 def test_a_service_restart_loses_no_task(tmp_path: Path, bare_model: Any) -> None:
     db_path = tmp_path / "queue.db"
     first = Service(tmp_path, db_path)
@@ -320,12 +365,12 @@ def test_a_vectorizer_pointed_at_the_service_fills_its_store(
     service, _ = running
     db.execute("CREATE TABLE note (id int PRIMARY KEY, body text)")
     embedding = (f"ai.embedding_openai('{MODEL}', {DIMS}, base_url => '{service.url}/v1', "
-                 f"api_key_name => 'QUEUE_TOKEN')")
+                 f"api_key_name => 'QUEUE_API_KEY')")
     vid = create_vectorizer(db, "note", embedding=embedding)
     db.execute("INSERT INTO note SELECT i, 'note number ' || i || ' about queues' "
                "FROM generate_series(1, 12) i")
     out = subprocess.run(["pgvectorizer", "worker", "-d", dsn(db), "-i", str(vid), "--once"],
-                         env=base_env(QUEUE_TOKEN=TOKEN), capture_output=True, text=True,
+                         env=base_env(**key_env(service)), capture_output=True, text=True,
                          timeout=WAIT, check=False)
     assert out.returncode == 0, out.stderr
     stored = rows(db, "SELECT id, chunk, embedding::text FROM note_embedding_store ORDER BY id")
@@ -342,8 +387,8 @@ def test_the_openai_embedder_follows_a_202_to_the_result(tmp_path: Path, bare_mo
     # Every long poll ends after a second, so the embedder meets 202s while the worker loads.
     service = Service(tmp_path, tmp_path / "queue.db", MAX_WAIT_SECONDS="1")
     config = {"implementation": "openai", "model": MODEL, "dimensions": DIMS,
-              "base_url": f"{service.url}/v1", "api_key_name": "QUEUE_TOKEN"}
-    embedder = make_embedder(config, {"QUEUE_TOKEN": TOKEN})
+              "base_url": f"{service.url}/v1", "api_key_name": "QUEUE_API_KEY"}
+    embedder = make_embedder(config, key_env(service))
     worker = spawn_worker(service, tmp_path, "slow-start")
     try:
         got = embedder.embed(TEXTS)
@@ -364,8 +409,8 @@ def test_the_openai_embedder_cancels_a_task_no_worker_answers(
     monkeypatch.setattr(openai_embedder, "TASK_WAIT", 1.5)
     service = Service(tmp_path, tmp_path / "queue.db", MAX_WAIT_SECONDS="1")
     config = {"implementation": "openai", "model": MODEL, "dimensions": DIMS,
-              "base_url": f"{service.url}/v1", "api_key_name": "QUEUE_TOKEN"}
-    embedder = make_embedder(config, {"QUEUE_TOKEN": TOKEN})
+              "base_url": f"{service.url}/v1", "api_key_name": "QUEUE_API_KEY"}
+    embedder = make_embedder(config, key_env(service))
     with pytest.raises(EmbeddingError, match="no worker's answer") as caught:
         embedder.embed(TEXTS[:1])
     embedder.close()

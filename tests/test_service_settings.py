@@ -24,7 +24,8 @@ def test_settings_defaults_and_derived_values() -> None:
     assert (s.host, s.port, s.db_path, s.database_url) == ("127.0.0.1", 8000, DEFAULT_DB_PATH,
                                                            None)
     assert (s.lease_seconds, s.max_attempts, s.result_retention, s.max_request_bytes,
-            s.max_inputs, s.max_wait_seconds) == (60.0, 3, 3600.0, 8 * 1024 * 1024, 2048, 30.0)
+            s.max_inputs, s.max_wait_seconds) == (10.0, 3, 3600.0, 8 * 1024 * 1024, 2048, 30.0)
+    assert s.sync_wait == 30.0
     assert (s.pending_timeout, s.dimensions_models, s.recheck) == (86400.0, (), 5.0)
     s = settings_from_env({"AUTH_TOKEN": "secret", "WORKER_TOKEN": "gpu",
                            "DIMENSIONS_MODELS": "e5, ,gte", "PENDING_TIMEOUT": "60",
@@ -38,6 +39,13 @@ def test_settings_defaults_and_derived_values() -> None:
     assert (s.dimensions_models, s.pending_timeout, s.recheck) == (("e5", "gte"), 60.0, 0.5)
 
 
+def test_the_sync_wait_follows_max_wait_unless_set() -> None:
+    s = settings_from_env({"AUTH_TOKEN": "t", "MAX_WAIT_SECONDS": "12"})
+    assert (s.max_wait_seconds, s.sync_wait) == (12.0, 12.0)
+    s = settings_from_env({"AUTH_TOKEN": "t", "MAX_WAIT_SECONDS": "12", "SYNC_WAIT_SECONDS": "50"})
+    assert (s.max_wait_seconds, s.sync_wait) == (12.0, 50.0)
+
+
 @pytest.mark.parametrize(("name", "value", "problem"), [
     ("LEASE_SECONDS", "soon", "is not a number"),
     ("LEASE_SECONDS", "0.5", "is less than 1"),
@@ -48,6 +56,7 @@ def test_settings_defaults_and_derived_values() -> None:
     ("MAX_REQUEST_BYTES", "100", "is less than 1024"),
     ("MAX_INPUTS", "many", "is not a number"),
     ("MAX_WAIT_SECONDS", "-5", "is less than 0"),
+    ("SYNC_WAIT_SECONDS", "-1", "is less than 0"),
     ("PENDING_TIMEOUT", "0", "is less than 1"),
 ])
 def test_settings_name_a_bad_number(name: str, value: str, problem: str) -> None:

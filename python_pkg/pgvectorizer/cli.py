@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Settings: AUTH_TOKEN (required), WORKER_TOKEN, EMBEDDING_MODEL, MODELS, "
                     "SERVER_HOST, SERVER_PORT, DB_PATH or DATABASE_URL, LEASE_SECONDS, "
                     "MAX_ATTEMPTS, RESULT_RETENTION, MAX_REQUEST_BYTES, MAX_INPUTS, "
-                    "MAX_WAIT_SECONDS, PENDING_TIMEOUT, DIMENSIONS_MODELS.")
+                    "MAX_WAIT_SECONDS, SYNC_WAIT_SECONDS, PENDING_TIMEOUT, DIMENSIONS_MODELS.")
     cli_serve.add_arguments(serve)
     _add_log_level(serve)
     serve.set_defaults(handler=_serve_command, parser=serve)

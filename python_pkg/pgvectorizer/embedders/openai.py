@@ -88,7 +88,9 @@ class OpenAIEmbedder:
                 f".env file)")
         # Without a key and with a custom base_url, send no Authorization: local servers
         # usually need none, and a made-up one can be refused.
-        self._client = make_client(env, headers)
+        # RFC 7240: a queue (our `pgvectorizer serve`) may answer 202 with a task, which
+        # _await_task follows; servers that know no such preference ignore it.
+        self._client = make_client(env, {**headers, "Prefer": "respond-async"})
         self._url = f"{self.base_url}/embeddings"
         self._what = f"model {self.model} at {self.base_url}"
         self._pool: ThreadPoolExecutor | None = None

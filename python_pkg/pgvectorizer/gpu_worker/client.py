@@ -95,10 +95,11 @@ class ServiceClient:
         """Tasks for this worker (maybe none after the long-poll wait); waits out outages."""
         return await self._retrying("/worker/claim", request, ClaimResponse)
 
-    async def heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse:
-        """One try: ServiceUnavailable when the service is away (the next beat tries again
-        with the ids then held)."""
-        return await self._post("/worker/heartbeat", request, HeartbeatResponse)
+    async def heartbeat(self, request: HeartbeatRequest,
+                        timeout: float | None = None) -> HeartbeatResponse:
+        """One try, given up after `timeout` seconds if set: ServiceUnavailable when the
+        service is away (the next beat tries again with the ids then held)."""
+        return await self._post("/worker/heartbeat", request, HeartbeatResponse, timeout)
 
     async def results(self, request: ResultsRequest) -> ResultsResponse:
         """Posts results, errors and releases, trying until the service takes them.
@@ -140,11 +141,15 @@ class ServiceClient:
             await self._sleep(pause)
             delay = min(MAX_BACKOFF, delay * 2)
 
-    async def _post(self, path: str, body: BaseModel, answer: type[M]) -> M:
+    async def _post(self, path: str, body: BaseModel, answer: type[M],
+                    timeout: float | None = None) -> M:
         url = self.base_url + path
+        limit = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)) \
+            if timeout is not None else httpx.USE_CLIENT_DEFAULT
         try:
             response = await self._http.post(path, content=body.model_dump_json(),
-                                             headers={"Content-Type": "application/json"})
+                                             headers={"Content-Type": "application/json"},
+                                             timeout=limit)
         except httpx.TransportError as exc:  # connection refused or reset, timeouts, DNS
             self._lost(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             raise ServiceUnavailable(url) from exc

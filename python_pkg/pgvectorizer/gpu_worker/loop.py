@@ -279,13 +279,16 @@ class GpuWorker:
         await self._leased.wait()
         while True:
             assert self._lease_seconds is not None
-            await asyncio.sleep(max(MIN_HEARTBEAT, self._lease_seconds / HEARTBEATS_PER_LEASE))
+            interval = max(MIN_HEARTBEAT, self._lease_seconds / HEARTBEATS_PER_LEASE)
+            await asyncio.sleep(interval)
             ids = [i for i, lease in self._leases.items() if not lease.taken_back]
             if not ids:
                 continue
             try:
+                # A beat that hangs (a dead connection) is given up when the next is due, so
+                # that one still goes out in time: a lease is only a few beats long.
                 answer = await self._client.heartbeat(
-                    HeartbeatRequest(worker_id=self.worker_id, task_ids=ids))
+                    HeartbeatRequest(worker_id=self.worker_id, task_ids=ids), timeout=interval)
             except ServiceUnavailable:
                 continue  # the client logs the outage; the next beat tries again
             self._lease_seconds = answer.lease_seconds

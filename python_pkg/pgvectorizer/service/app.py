@@ -57,6 +57,9 @@ MAX_WORKER_BODY = 1024 * 1024  # bytes of a claim or heartbeat: ids and names on
 # does not hold up every long poll, claim and heartbeat of the process.
 THREAD_BYTES = 256 * 1024
 JSON = "application/json"
+# Seconds a client should pause before sending a request again that was not answered in time:
+# short, since the request has waited SYNC_WAIT_SECONDS already (the OpenAI SDK honours up to 60).
+RETRY_AFTER = 1
 
 def make_store(settings: ServiceSettings) -> TaskStore:
     if settings.database_url:
@@ -93,11 +96,21 @@ def create_app(settings: ServiceSettings, store: TaskStore | None = None) -> Fas
     async def create_embeddings(request: Request) -> Response:
         authorize(request, CLIENT)
         body = await _parse(request, protocol.EmbeddingRequest, settings.max_request_bytes)
+        prefer = protocol.parse_prefer(request.headers.getlist("prefer"))
         task_id = await service.submit(body)
-        wait = service.wait_seconds(body.wait_seconds)
+        if body.wait_seconds is None and not prefer.respond_async:
+            # A client that did not ask for the task protocol (the OpenAI SDK) cannot read a
+            # 202: it gets its vectors, or an error that it retries with a request of its own.
+            final = await service.wait_or_cancel(task_id, settings.sync_wait)
+            if final is None:
+                raise _not_ready(task_id, settings.sync_wait)
+            return await _final(final)
+        asked = body.wait_seconds if body.wait_seconds is not None else prefer.wait
+        wait = service.wait_seconds(asked)
         task = await service.wait_for(task_id, wait) if wait > 0 else None
         if task is None or task.status not in (COMPLETED, FAILED):
-            return _accepted(task_id, task.status if task else "pending")
+            return _accepted(task_id, task.status if task else "pending",
+                             applied=prefer.respond_async)
         return await _final(task)
 
     async def task_or_404(request: Request, task_id: str, *, may_wait: bool = True) -> Task:
@@ -173,10 +186,24 @@ def create_app(settings: ServiceSettings, store: TaskStore | None = None) -> Fas
 
     return app
 
-def _accepted(task_id: str, status: str) -> Response:
-    # 202: accepted, not done. OpenAI clients take any 2xx; ours read the id and ask again.
+def _accepted(task_id: str, status: str, *, applied: bool = False) -> Response:
+    # 202: accepted, not done; only for clients that asked for it (wait_seconds, or Prefer),
+    # which read the id and ask again. OpenAI's SDK would take it for an empty success.
+    headers = {"Location": task_path(task_id)}
+    if applied:
+        headers["Preference-Applied"] = "respond-async"
     return Response(pending_json(task_id, status), status_code=202, media_type=JSON,
-                    headers={"Location": task_path(task_id)})
+                    headers=headers)
+
+
+def _not_ready(task_id: str, waited: float) -> ApiError:
+    """503 for a request without the task protocol whose vectors did not come in time: a
+    status the OpenAI SDK retries (as any 5xx; x-should-retry says so outright)."""
+    return ApiError(503, f"The vectors were not ready within {waited:g} s (SYNC_WAIT_SECONDS), "
+                    f"so task {task_id} was cancelled; send the request again, or send "
+                    "'Prefer: respond-async' to get a task to follow instead",
+                    type=SERVER_ERROR, code="not_ready",
+                    headers={"Retry-After": str(RETRY_AFTER), "x-should-retry": "true"})
 
 async def _final(task: Task) -> Response:
     if task.status == COMPLETED:

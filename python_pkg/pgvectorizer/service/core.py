@@ -175,6 +175,17 @@ class Service:
                     return await self.store.get(task_id) if status is not None else None
                 await wait(woken, min(remaining, self.settings.recheck))
 
+    async def wait_or_cancel(self, task_id: str, seconds: float) -> Task | None:
+        """The task once final within `seconds`; else it is cancelled (no worker need compute
+        what nobody will read) and None comes back, unless it ended in that very moment."""
+        task = await self.wait_for(task_id, seconds)
+        if task is not None and task.status in FINAL:
+            return task
+        if await self.cancel(task_id):
+            return None
+        task = await self.store.get(task_id)
+        return task if task is not None and task.status in FINAL else None
+
     async def cancel(self, task_id: str) -> bool:
         cancelled = await self.store.cancel(task_id)
         if cancelled:

@@ -1,5 +1,6 @@
 """The JSON bodies of the service's HTTP API: OpenAI's embeddings shape for clients, and the
-task protocol that GPU workers speak (claim, heartbeat, results).
+task protocol that GPU workers speak (claim, heartbeat, results); and the `Prefer` header by
+which a client asks for a task rather than its vectors.
 
 Vectors travel between workers and the service as base64 of little-endian float32, row after
 row: a memory copy each way, where JSON floats would cost more than the model on a GPU.
@@ -8,6 +9,10 @@ row: a memory copy each way, where JSON floats would cost more than the model on
 from __future__ import annotations
 
 import base64
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -32,6 +37,59 @@ class EmbeddingRequest(BaseModel):
     dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
     user: str | None = None
     wait_seconds: Annotated[float, Field(ge=0)] | None = None
+
+
+@dataclass(frozen=True)
+class Preference:
+    """What a request's `Prefer` headers (RFC 7240) ask of POST /v1/embeddings."""
+
+    respond_async: bool = False  # a 202 with the task is welcome when the vectors are late
+    wait: float | None = None  # seconds to wait for them before that 202
+
+
+def parse_prefer(values: Iterable[str]) -> Preference:
+    """The preferences this service honours among `Prefer` header values; others are ignored,
+    and of one given twice the first counts (RFC 7240, section 2)."""
+    seen: dict[str, str] = {}
+    for value in values:
+        for item in _split_outside_quotes(value, ","):
+            token, _, rest = _split_outside_quotes(item, ";")[0].partition("=")
+            name = token.strip().lower()
+            if name:
+                seen.setdefault(name, _unquote(rest.strip()))
+    wait = None
+    try:
+        seconds = float(seen.get("wait", ""))
+        if math.isfinite(seconds) and seconds >= 0:
+            wait = seconds
+    except ValueError:
+        pass  # no wait, or not a number of seconds: as if none was asked for
+    return Preference("respond-async" in seen, wait)
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    """text split at `separator` where it is not inside a quoted-string."""
+    parts: list[str] = []
+    start, quoted, escaped = 0, False, False
+    for i, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _unquote(word: str) -> str:
+    """A quoted-string's content, its backslash escapes resolved; a token as it is."""
+    if len(word) >= 2 and word[0] == word[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", word[1:-1])
+    return word
 
 
 class ClaimRequest(BaseModel):

@@ -9,12 +9,13 @@
 | SERVER_PORT         | 8000                      | port to listen on                                |
 | DB_PATH             | data/embedding_queue.db   | the SQLite task store                            |
 | DATABASE_URL        | (unset)                   | a PostgreSQL task store instead, for replicas    |
-| LEASE_SECONDS       | 60                        | a claimed task goes back to the queue after this |
+| LEASE_SECONDS       | 10                        | a claimed task goes back to the queue after this |
 | MAX_ATTEMPTS        | 3                         | claims of one task before it ends failed         |
 | RESULT_RETENTION    | 3600                      | seconds a finished task stays readable           |
 | MAX_REQUEST_BYTES   | 8388608                   | largest request body (413 beyond)                |
 | MAX_INPUTS          | 2048                      | most texts in one request (413 beyond), as OpenAI|
-| MAX_WAIT_SECONDS    | 30                        | longest wait_seconds a client may ask for        |
+| MAX_WAIT_SECONDS    | 30                        | longest wait a client may ask for (202 after)    |
+| SYNC_WAIT_SECONDS   | MAX_WAIT_SECONDS          | wait of a request asking for no task; 503 after  |
 | PENDING_TIMEOUT     | 86400                     | a task no worker took in this long ends failed   |
 | DIMENSIONS_MODELS   | (none)                    | models whose vectors may be cut to `dimensions`  |
 """
@@ -32,10 +33,14 @@ from pgvectorizer.errors import ConfigError
 VARIABLES = ("AUTH_TOKEN", "WORKER_TOKEN", "EMBEDDING_MODEL", "MODELS", "SERVER_HOST",
              "SERVER_PORT", "DB_PATH", "DATABASE_URL", "LEASE_SECONDS", "MAX_ATTEMPTS",
              "RESULT_RETENTION", "MAX_REQUEST_BYTES", "MAX_INPUTS", "MAX_WAIT_SECONDS",
-             "PENDING_TIMEOUT", "DIMENSIONS_MODELS")
+             "SYNC_WAIT_SECONDS", "PENDING_TIMEOUT", "DIMENSIONS_MODELS")
 DEFAULT_MODEL = LOCAL_MODEL
 DEFAULT_DB_PATH = "data/embedding_queue.db"
 DEFAULT_WAIT_SECONDS = 10.0  # spec 002: a request waits this long for its result by default
+# A GPU worker heartbeats every third of the lease, so a live one renews it about every 3 s and
+# a SIGKILLed one's tasks go back to the queue within 10 s: well inside one client's wait
+# (MAX_WAIT_SECONDS). The process tests run workers on a lease of 3 s on two loaded CPU cores.
+DEFAULT_LEASE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,15 @@ class ServiceSettings:
     port: int = 8000
     db_path: str = DEFAULT_DB_PATH
     database_url: str | None = None
-    lease_seconds: float = 60.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     max_attempts: int = 3
     result_retention: float = 3600.0  # seconds
     max_request_bytes: int = 8 * 1024 * 1024
     max_inputs: int = 2048
     max_wait_seconds: float = 30.0
+    # Seconds a request that asks for no task (no `wait_seconds`, no `Prefer: respond-async`:
+    # the OpenAI SDK) waits for its vectors before a 503 its SDK retries (None: MAX_WAIT_SECONDS).
+    sync_wait_seconds: float | None = None
     default_wait_seconds: float = DEFAULT_WAIT_SECONDS
     pending_timeout: float = 86400.0  # seconds
     # Models trained to keep their meaning in a prefix of the vector (Matryoshka, like
@@ -71,6 +79,12 @@ class ServiceSettings:
         if self.recheck_seconds is not None:
             return self.recheck_seconds
         return 0.5 if self.database_url else 5.0
+
+    @property
+    def sync_wait(self) -> float:
+        if self.sync_wait_seconds is not None:
+            return self.sync_wait_seconds
+        return self.max_wait_seconds
 
     @property
     def store_description(self) -> str:
@@ -118,6 +132,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServiceSettings:
     default_model = (env.get("EMBEDDING_MODEL") or "").strip() or DEFAULT_MODEL
     models = tuple(dict.fromkeys((default_model, *_names(env.get("MODELS")))))
     database_url = (env.get("DATABASE_URL") or "").strip() or None
+    max_wait = _number(env, "MAX_WAIT_SECONDS", 30.0, minimum=0)
     return ServiceSettings(
         auth_token=token,
         worker_token=worker_token,
@@ -127,12 +142,13 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServiceSettings:
         port=_whole(env, "SERVER_PORT", 8000, minimum=0),
         db_path=(env.get("DB_PATH") or "").strip() or DEFAULT_DB_PATH,
         database_url=database_url,
-        lease_seconds=_number(env, "LEASE_SECONDS", 60.0, minimum=1),
+        lease_seconds=_number(env, "LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=1),
         max_attempts=_whole(env, "MAX_ATTEMPTS", 3, minimum=1),
         result_retention=_number(env, "RESULT_RETENTION", 3600.0, minimum=0),
         max_request_bytes=_whole(env, "MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimum=1024),
         max_inputs=_whole(env, "MAX_INPUTS", 2048, minimum=1),
-        max_wait_seconds=_number(env, "MAX_WAIT_SECONDS", 30.0, minimum=0),
+        max_wait_seconds=max_wait,
+        sync_wait_seconds=_number(env, "SYNC_WAIT_SECONDS", max_wait, minimum=0),
         pending_timeout=_number(env, "PENDING_TIMEOUT", 86400.0, minimum=1),
         dimensions_models=_names(env.get("DIMENSIONS_MODELS")),
     )
