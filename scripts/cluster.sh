@@ -73,6 +73,10 @@ TOKENIZERS_PARALLELISM = 'false'
 # A dummy key for the tests' fake OpenAI server on loopback (api_key_name in their configs);
 # real keys go here too, never into the database.
 PGVECTORIZER_TEST_API_KEY = 'test-key-not-a-secret'
+# Where that key may go (the fake servers' ports vary), and where in-database runs and ai.embed
+# may send requests at all: loopback only. An operator lists real endpoints here.
+PGVECTORIZER_KEY_ENDPOINTS = 'PGVECTORIZER_TEST_API_KEY=http://127.0.0.1:*'
+PGVECTORIZER_ALLOWED_ENDPOINTS = 'http://127.0.0.1:*'
 EOF
 }
 

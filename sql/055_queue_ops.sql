@@ -393,7 +393,7 @@ DECLARE
 BEGIN
     PERFORM set_config('search_path', ai._vq_path(v), true);
     EXECUTE format('UPDATE %I.%I SET claimed_by = NULL, retry_after = NULL, '
-                   'attempts = pg_catalog.greatest(attempts OPERATOR(pg_catalog.-) 1, 0) WHERE claimed_by = $1',
+                   'attempts = GREATEST(attempts OPERATOR(pg_catalog.-) 1, 0) WHERE claimed_by = $1',
                    v.queue_schema, v.queue_table) USING (args->>'token')::uuid;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN jsonb_build_object('released', n);

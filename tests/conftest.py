@@ -40,6 +40,9 @@ VECTOR = "[1,2,3,4]"
 # An API key variable that the server's environment sets (scripts/cluster.sh), for in-database
 # runs against the tests' fake OpenAI servers, which take any key.
 SERVER_KEY_VAR = "PGVECTORIZER_TEST_API_KEY"
+# Where workers in the tests may send those keys: the fake servers on loopback, any port.
+KEY_ENDPOINTS = {"PGVECTORIZER_KEY_ENDPOINTS":
+                 f"OPENAI_API_KEY=http://127.0.0.1:* {SERVER_KEY_VAR}=http://127.0.0.1:*"}
 
 
 def _load_ai(host: str, port: int, user: str, dbname: str, password: str | None, **_: Any) -> None:

@@ -7,7 +7,8 @@
 POST /v1/embeddings (or /embeddings) answers in OpenAI's shape, float or base64. A text's vector
 is fake_vector(text, dims): a function of the text alone, so a test can tell which text a stored
 vector came from. Texts drive failures: FAIL400 -> 400, FAIL500 -> 500, SLOWHANG -> no answer
-until the client gives up. --rate-limit N answers the first N requests with 429 + Retry-After;
+until the client gives up, NANVEC -> that text's vector is NaN, WRONGDIMS -> every vector has one
+dimension too many, SHORTANSWER -> the last vector is missing. --rate-limit N answers the first N requests with 429 + Retry-After;
 --float-only ignores encoding_format, like servers that only know floats.
 Float answers carry ten decimals, so they match fake_vector to about 1e-10.
 GET /stats -> {"requests": n, "texts": n}. One asyncio thread: the per-text work is a hash and
@@ -182,7 +183,10 @@ class FakeOpenAI:
         if self.latency:
             await asyncio.sleep(self.latency)
         self.texts += len(texts)
-        return 200, _response(texts, dims, fmt, model), {}
+        if "WRONGDIMS" in joined:
+            dims += 1
+        answer = _response(texts, dims, fmt, model, drop_last="SHORTANSWER" in joined)
+        return 200, answer, {}
 
     def _parse(self, request: Any) -> tuple[list[str], int, str, str]:
         if not isinstance(request, dict):
@@ -252,8 +256,9 @@ def _float_rows(vectors: np.ndarray) -> list[bytes]:
     return [b"[" + row.tobytes() for row in text]
 
 
-def _response(texts: list[str], dims: int, fmt: str, model: str) -> bytes:
+def _response(texts: list[str], dims: int, fmt: str, model: str, *, drop_last: bool = False) -> bytes:
     vectors = fake_vectors(texts, dims)
+    vectors[[i for i, t in enumerate(texts) if "NANVEC" in t]] = np.nan
     if fmt == "base64":
         raw = vectors.astype("<f4", copy=False).tobytes()
         row = dims * 4
@@ -262,6 +267,8 @@ def _response(texts: list[str], dims: int, fmt: str, model: str) -> bytes:
     else:
         items = [b'{"object":"embedding","index":%d,"embedding":%s}' % (i, row)
                  for i, row in enumerate(_float_rows(vectors))]
+    if drop_last:
+        items = items[:-1]
     tokens = sum(len(t) for t in texts) // 4 + len(texts)  # a rough count, as a fake may give
     return (b'{"object":"list","data":[' + b",".join(items) + b'],"model":'
             + json.dumps(model).encode()

@@ -207,7 +207,7 @@ def test_pg_cron_carries_every_change_into_the_store(cron_conn: psycopg.Connecti
     cron_conn.execute(f"INSERT INTO {schema}.notes VALUES (1, 'a note')")
     broken = scalar(cron_conn, f"""SELECT ai.create_vectorizer('{schema}.notes'::regclass,
         loading => ai.loading_column('body'),
-        embedding => ai.embedding_openai('text-embedding-3-small', {DIMS}, api_key_name => 'PGVT_NOT_SET_ANYWHERE'),
+        embedding => ai.embedding_openai('text-embedding-3-small', {DIMS}, api_key_name => 'PGVT_NOT_SET_ANYWHERE_API_KEY'),
         destination => ai.destination_table(target_table => 'notes_store', view_name => 'notes_view'),
         scheduling => ai.scheduling_pg_cron('* * * * *'))""")
     # The first pass in the database, without pg_cron or a worker; it also asks for the index.
@@ -265,9 +265,9 @@ def test_pg_cron_carries_every_change_into_the_store(cron_conn: psycopg.Connecti
                                           _jobs(cron_conn, broken)[f"ai_vectorizer_{broken}_run"]["jobid"]))
     assert good[0] == "succeeded", good
     assert index[0] == "succeeded", index
-    assert bad[0] == "failed" and "PGVT_NOT_SET_ANYWHERE" in bad[1], bad
+    assert bad[0] == "failed" and "PGVT_NOT_SET_ANYWHERE_API_KEY" in bad[1], bad
     assert scalar(cron_conn, "SELECT count(*) FROM ai.vectorizer_errors WHERE id = %s AND message LIKE %s",
-                  (broken, "%PGVT_NOT_SET_ANYWHERE%")) == 1
+                  (broken, "%PGVT_NOT_SET_ANYWHERE_API_KEY%")) == 1
 
     # What the run stored (row 1 keeps changing, so it is left out here).
     stored = dict(rows(cron_conn, f"SELECT id, chunk FROM {schema}.blog_embedding_store WHERE id <> 1"))

@@ -255,18 +255,18 @@ def test_a_missing_api_key_names_the_variable_and_leaves_the_queue(db: psycopg.C
     # OpenAI's own URL (the default): with a base_url of its own the embedder sends no key when
     # the variable is unset, as local servers need none. Nothing reaches the network here.
     vid = create_vectorizer(db, "doc", embedding="ai.embedding_openai('text-embedding-3-small', 4, "
-                                                 "api_key_name => 'NOT_SET_ANYWHERE')")
+                                                 "api_key_name => 'NOT_SET_ANYWHERE_API_KEY')")
     db.execute("INSERT INTO doc VALUES (1, 'one'), (2, 'two')")
     queue = sql.SQL("SELECT id, attempts, retry_after, claimed_by FROM {} ORDER BY id").format(queue_table(db, vid))
     before = rows(db, queue)
     with pytest.raises(psycopg.Error) as info:
         execute(db, vid)
-    assert "NOT_SET_ANYWHERE" in str(info.value.diag.message_primary)
+    assert "NOT_SET_ANYWHERE_API_KEY" in str(info.value.diag.message_primary)
     assert "environment" in str(info.value.diag.message_hint)
     assert rows(db, queue) == before
     assert [(k, a, r, c) for k, a, r, c in before] == [(1, 0, None, None), (2, 0, None, None)]
     assert scalar(db, "SELECT count(*) FROM doc_embedding_store") == 0
-    with pytest.raises(psycopg.Error, match="NOT_SET_ANYWHERE"):
+    with pytest.raises(psycopg.Error, match="NOT_SET_ANYWHERE_API_KEY"):
         db.execute("SELECT ai.embed(%s, 'a query')", (vid,))
 
 
@@ -276,12 +276,12 @@ def test_a_missing_api_key_for_a_server_that_wants_one_leaves_the_queue(db: psyc
     vid = create_vectorizer(db, "doc", chunking="ai.chunking_none()",
                             loading="ai.loading_column('body', retries => 0)",
                             embedding="ai.embedding_openai('text-embedding-3-small', 4, api_key_name => "
-                                      f"'NOT_SET_ANYWHERE', base_url => {sql.quote(token_url)})")
+                                      f"'NOT_SET_ANYWHERE_API_KEY', base_url => {sql.quote(token_url)})")
     db.execute("INSERT INTO doc VALUES (1, 'one'), (2, 'two')")
     try:
         execute(db, vid)
     except psycopg.Error as e:
-        assert "NOT_SET_ANYWHERE" in str(e.diag.message_primary)
+        assert "NOT_SET_ANYWHERE_API_KEY" in str(e.diag.message_primary)
     assert failed_rows(db, vid) == []
     assert queued(db, vid) == {1, 2}
 

@@ -37,6 +37,7 @@ from psycopg import sql
 
 from .conftest import (
     DIMS,
+    KEY_ENDPOINTS,
     SERVER_KEY_VAR,
     Connector,
     create_vectorizer,
@@ -50,7 +51,7 @@ from .test_worker import dsn, env, openai
 from .test_worker_processes import worker_env
 
 # The fake server takes any key, so the worker gets a value of its own under the server's name.
-KEY_ENV = {SERVER_KEY_VAR: "test-key"}
+KEY_ENV = {SERVER_KEY_VAR: "test-key", **KEY_ENDPOINTS}
 INDB = "pgvt-indb"  # application_name of the tests' in-database sessions
 WORKER = "pgvectorizer-worker"  # the worker's (db/connection.py), a prefix
 STRESS_SECONDS = 10.0  # how long the writers write

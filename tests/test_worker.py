@@ -17,6 +17,7 @@ from pgvectorizer.worker import Worker
 
 from .conftest import (
     DIMS,
+    KEY_ENDPOINTS,
     PGHOST,
     PGPORT,
     PGUSER,
@@ -35,7 +36,7 @@ def dsn(db: psycopg.Connection) -> str:
 
 
 def env(**extra: str) -> dict[str, str]:
-    return {"OPENAI_API_KEY": "test-key", "PGVECTORIZER_RETRY_SECONDS": "0",
+    return {"OPENAI_API_KEY": "test-key", "PGVECTORIZER_RETRY_SECONDS": "0", **KEY_ENDPOINTS,
             "PGVECTORIZER_HTTP_TIMEOUT": "2", **extra}
 
 
@@ -159,17 +160,17 @@ def test_missing_api_key_stops_only_its_vectorizer(db: psycopg.Connection, fake_
     db.execute("CREATE TABLE a (id int PRIMARY KEY, body text)")
     db.execute("CREATE TABLE b (id int PRIMARY KEY, body text)")
     bad = create_vectorizer(db, "a", embedding="ai.embedding_openai('text-embedding-3-small', 4, "
-                                                "api_key_name => 'PGVT_MISSING_KEY')")
+                                                "api_key_name => 'PGVT_MISSING_API_KEY')")
     good = create_vectorizer(db, "b", embedding=openai(fake_url))
     db.execute("INSERT INTO a VALUES (1, 'x')")
     db.execute("INSERT INTO b VALUES (1, 'y')")
     # --once reports it (a cron job exits non-zero), after the other vectorizer's work.
-    run_once(db, expect_error="PGVT_MISSING_KEY")
+    run_once(db, expect_error="PGVT_MISSING_API_KEY")
     assert scalar(db, "SELECT count(*) FROM b_embedding_store") == 1
     assert queued(db, bad) == {1}
     assert scalar(db, "SELECT attempts FROM ai._vectorizer_q_1") == 0
     [message] = [m for (m,) in rows(db, "SELECT message FROM ai.vectorizer_errors WHERE id = %s", (bad,))]
-    assert "PGVT_MISSING_KEY" in message
+    assert "PGVT_MISSING_API_KEY" in message
     assert queued(db, good) == set()
 
 
@@ -217,7 +218,7 @@ def test_once_reports_an_unknown_vectorizer_id(db: psycopg.Connection, doc: int)
 def test_a_configuration_error_is_not_retried_every_few_seconds(db: psycopg.Connection) -> None:
     db.execute("CREATE TABLE a (id int PRIMARY KEY, body text)")
     bad = create_vectorizer(db, "a", embedding="ai.embedding_openai('text-embedding-3-small', 4, "
-                                                "api_key_name => 'PGVT_MISSING_KEY')")
+                                                "api_key_name => 'PGVT_MISSING_API_KEY')")
     db.execute("INSERT INTO a VALUES (1, 'x')")
     worker = Worker(dsn(db), poll_interval=3600, env=env())
 

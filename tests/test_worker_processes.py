@@ -17,6 +17,7 @@ from pgvectorizer.chunking import make_chunker
 
 from .conftest import (
     DIMS,
+    KEY_ENDPOINTS,
     Connector,
     create_vectorizer,
     queued,
@@ -32,7 +33,7 @@ WAIT = 30.0  # seconds: the most any condition below may take
 
 def worker_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PGAI_VECTORIZER", "VECTORIZER_DB"))}
-    env.update({"OPENAI_API_KEY": "test-key", "PGVECTORIZER_RETRY_SECONDS": "0", **extra})
+    env.update({"OPENAI_API_KEY": "test-key", "PGVECTORIZER_RETRY_SECONDS": "0", **KEY_ENDPOINTS, **extra})
     return env
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -23,6 +24,7 @@ from .config import DEFAULT_LEASE, DEFAULT_RETRY_BASE, Vectorizer
 from .db import index as db_index
 from .db import queue as db
 from .db.connection import connect
+from .db.steps import FAILED_RETRY
 from .dotenv import load_env
 from .embedders import make_embedder
 from .errors import ConfigError, VectorizerError
@@ -42,6 +44,17 @@ WAKE_INTERVAL = 2.0  # seconds
 # How often a long-running worker asks whether a vectorizer's vector index is due (a bounded
 # count of the store), whatever its queue holds.
 INDEX_CHECK_INTERVAL = 30.0  # seconds
+# While the database is unreachable (a restart, a network fault), each vectorizer tries again
+# after this long, doubling up to the cap.
+RECONNECT_FIRST = 1.0  # seconds
+RECONNECT_CAP = 30.0  # seconds
+
+
+def _lost_connection(e: BaseException) -> bool:
+    """Whether a database error means the session is gone (or cannot be had), rather than a
+    statement that failed: then nothing is recorded (it could not be) and the worker waits
+    for the database with a backoff."""
+    return isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled)
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -80,6 +93,7 @@ class Worker:
         self.env: Mapping[str, str] = load_env() if env is None else env
         self.lease = _env_float(self.env, "PGVECTORIZER_LEASE_SECONDS", DEFAULT_LEASE)
         self.retry_base = _env_float(self.env, "PGVECTORIZER_RETRY_SECONDS", DEFAULT_RETRY_BASE)
+        self.failed_retry = _env_float(self.env, "PGVECTORIZER_FAILED_RETRY_SECONDS", FAILED_RETRY)
         self._stopping: asyncio.Event | None = None
         self._wake: dict[int, asyncio.Event] = {}
         self._known: dict[int, Vectorizer] = {}
@@ -90,6 +104,11 @@ class Worker:
         self._error_count = 0
         self._errors: list[str] = []
         self._no_index: set[int] = set()  # vectorizers whose index this role may not build
+        # Batches whose session died with the database connection, by vectorizer: given back
+        # (released) on the next session, so their rows need not wait for the lease to end.
+        self._orphaned: dict[int, list[uuid.UUID]] = {}
+        self._outage: dict[int, bool] = {}  # vectorizers whose last drain lost the database
+        self._outage_since: float | None = None  # for one log line per outage
 
     # --- public API -------------------------------------------------------------------------
 
@@ -151,9 +170,11 @@ class Worker:
                 try:
                     async with await connect(self.db_url, purpose="catalog") as conn:
                         vectorizers = {v.id: v for v in await self._vectorizers(conn)}
+                    self._database_back()
                 except psycopg.OperationalError as e:
-                    logger.error("cannot read the vectorizers: %s", e)
-                    vectorizers = {}
+                    # Keep serving what is known: an outage drops no vectorizer.
+                    self._database_lost(e)
+                    vectorizers = dict(self._known)
                 for vid, v in vectorizers.items():
                     if vid not in tasks or tasks[vid].done():
                         self._wake.setdefault(vid, asyncio.Event())
@@ -176,10 +197,18 @@ class Worker:
         """
         wake = self._wake[v.id]
         indexer = asyncio.create_task(self._index_loop(v))
+        backoff = RECONNECT_FIRST
         try:
             while not self.stopping:
                 wake.clear()
                 healthy = await self._drain(v)
+                if self._outage.pop(v.id, False):
+                    await self._sleep(None, backoff)
+                    backoff = min(backoff * 2, RECONNECT_CAP)
+                    continue
+                if healthy:
+                    self._database_back()
+                backoff = RECONNECT_FIRST
                 await self._sleep(wake if healthy else None, self.poll_interval.total_seconds())
         finally:
             indexer.cancel()
@@ -240,7 +269,10 @@ class Worker:
                         if await db.has_work(conn, vid):
                             event.set()
                 except psycopg.Error as e:
-                    logger.warning("looking for work failed (%s); trying again", e)
+                    if _lost_connection(e):
+                        self._database_lost(e)
+                    else:
+                        logger.warning("looking for work failed (%s); trying again", e)
                     if conn is not None:
                         await conn.close()
                     conn = None
@@ -275,28 +307,41 @@ class Worker:
         """
         errors = self._error_count
         try:
-            embedder = await asyncio.to_thread(make_embedder, v.embedding, self.env)
-            pipeline = Pipeline(v, embedder)
+            await self._drain_with(v)
         except ConfigError as e:
             await self._record(v, f"configuration: {e}")
-            return False
-        stop = asyncio.Event()  # set by a runner that meets a configuration error
+        except Exception as e:  # one vectorizer's failure never stops the others
+            logger.exception("vectorizer %s failed", v.name)
+            await self._record(v, f"unexpected error: {e!r}")
+        return self._error_count == errors
+
+    async def _drain_with(self, v: Vectorizer) -> None:
+        embedder = await asyncio.to_thread(make_embedder, v.embedding, self.env)
         try:
+            pipeline = Pipeline(v, embedder)
+            stop = asyncio.Event()  # set by a runner that meets a configuration error
             # Each unit of concurrency keeps two batches going, so that one is read or written
             # while the other waits on the model: the database and the provider work at once.
             n = (self.concurrency or v.concurrency) * BATCHES_IN_FLIGHT
             await asyncio.gather(*(self._runner(v, pipeline, stop) for _ in range(n)))
         finally:
             embedder.close()
-        return self._error_count == errors
 
     async def _runner(self, v: Vectorizer, pipeline: Pipeline, stop: asyncio.Event) -> None:
         try:
             session = await db.QueueSession.open(self.db_url, v, lease=self.lease,
-                                                 retry_base=self.retry_base)
+                                                 retry_base=self.retry_base,
+                                                 failed_retry=self.failed_retry)
+            for orphan in self._orphaned.pop(v.id, []):
+                await session.release(orphan)
         except psycopg.Error as e:
+            if _lost_connection(e):
+                self._outage[v.id] = True
+                self._database_lost(e)
+                return
             await self._record(v, f"cannot open the queue: {e}")
             return
+        token: uuid.UUID | None = None  # the batch in hand
         try:
             while not self.stopping and not stop.is_set():
                 token, rows = await session.claim(v.batch_size)
@@ -310,11 +355,21 @@ class Worker:
                     await self._record(v, f"configuration: {e}")
                 finally:
                     await session.unlock([r.lock for r in rows])
+                token = None
                 if self._progress is not None:
                     self._progress.update(len(rows))
         except psycopg.Error as e:
-            # The session (and with it the batch's locks) may be gone: its rows come back
-            # when their lease ends.
+            if _lost_connection(e):
+                # The session and the batch's locks are gone. Its rows are given back on the
+                # next session (if its write did commit, there is nothing left to give back),
+                # so they need not wait for their lease.
+                self._outage[v.id] = True
+                self._database_lost(e)
+                if token is not None:
+                    self._orphaned.setdefault(v.id, []).append(token)
+                return
+            # A statement failed: the rows come back when their lease ends, and a row that
+            # keeps failing ends in the failed items after its attempts.
             logger.error("vectorizer %s: database error: %s", v.name, e)
             await self._record(v, f"database: {e}")
         finally:
@@ -344,6 +399,17 @@ class Worker:
         with contextlib.suppress(psycopg.Error):
             async with await connect(self.db_url, purpose="errors") as conn:
                 await db.record_error(conn, v.id, message)
+
+    def _database_lost(self, e: BaseException) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            logger.error("lost the database (%s); reconnecting with backoff",
+                         str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+
+    def _database_back(self) -> None:
+        if self._outage_since is not None:
+            logger.warning("the database is back after %.1f s", time.monotonic() - self._outage_since)
+            self._outage_since = None
 
     def _error(self, message: str) -> None:
         self._error_count += 1

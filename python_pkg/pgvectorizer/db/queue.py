@@ -25,18 +25,19 @@ class QueueSession:
     """Works one vectorizer's queue over its own connection (it holds the batch's locks)."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], v: Vectorizer, *, lease: float,
-                 retry_base: float) -> None:
+                 retry_base: float, failed_retry: float = steps.FAILED_RETRY) -> None:
         self.conn = conn
         self.v = v
         self.lease = lease
         self.retry_base = retry_base
+        self.failed_retry = failed_retry
         self.lock_space = 0
 
     @classmethod
-    async def open(cls, db_url: str, v: Vectorizer, *, lease: float, retry_base: float
-                   ) -> QueueSession:
+    async def open(cls, db_url: str, v: Vectorizer, *, lease: float, retry_base: float,
+                   failed_retry: float = steps.FAILED_RETRY) -> QueueSession:
         conn = await connect(db_url, purpose=f"vectorizer {v.id}")
-        session = cls(conn, v, lease=lease, retry_base=retry_base)
+        session = cls(conn, v, lease=lease, retry_base=retry_base, failed_retry=failed_retry)
         try:
             await session._setup()
         except BaseException:
@@ -83,7 +84,8 @@ class QueueSession:
     async def write(self, token: uuid.UUID, rows: Iterable[SourceRow], result: BatchResult) -> dict[str, int]:
         """One transaction: errors back to the queue (or to failed items), the rest stored.
         Returns how many rows went back to the queue (retry) or to the failed items (give_up)."""
-        args = steps.write_args(self.v, token, list(rows), result, retry_base=self.retry_base)
+        args = steps.write_args(self.v, token, list(rows), result, retry_base=self.retry_base,
+                                failed_retry=self.failed_retry)
         async with self.conn.transaction():
             out = await self._op("write", args)
         return {k: int(n) for k, n in out[0].items()}

@@ -13,7 +13,14 @@ import time
 from typing import Any, NoReturn
 
 from ..db import queries
-from ..errors import ApiKeyMissing, MissingDependency, MissingModel, VectorizerError
+from ..errors import (
+    ApiKeyMissing,
+    EndpointNotAllowed,
+    KeyEndpointRefused,
+    MissingDependency,
+    MissingModel,
+    VectorizerError,
+)
 from . import embed as embed_mod
 from . import executor
 from .spi import Plan
@@ -44,6 +51,7 @@ def _install_hint(package: str) -> str:
 MISSING = "55000"
 UNDEFINED = "42704"
 BAD_ARGUMENT = "22023"
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def fail(plpy: Any, exc: BaseException, context: str) -> NoReturn:
@@ -68,6 +76,12 @@ def fail(plpy: Any, exc: BaseException, context: str) -> NoReturn:
             "The server reads API keys from its own environment (never from the database): "
             "set the variable for the PostgreSQL service, e.g. in "
             "/etc/postgresql/<version>/<cluster>/environment, and restart it."), sqlstate=MISSING)
+    if isinstance(exc, (KeyEndpointRefused, EndpointNotAllowed)):
+        plpy.error(message, hint=(
+            "The operator decides where the database server may send requests and keys: "
+            "PGVECTORIZER_ALLOWED_ENDPOINTS and PGVECTORIZER_KEY_ENDPOINTS in the server's "
+            "environment (e.g. /etc/postgresql/<version>/<cluster>/environment), then a "
+            "restart."), sqlstate=INSUFFICIENT_PRIVILEGE)
     plpy.error(message, sqlstate=MISSING)
     raise AssertionError("plpy.error raises")  # for the type checker
 

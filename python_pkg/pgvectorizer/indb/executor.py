@@ -17,7 +17,9 @@ from typing import Any
 
 from ..config import DEFAULT_LEASE, DEFAULT_RETRY_BASE, Vectorizer
 from ..embedders import make_embedder
+from ..errors import DeadlineReached
 from ..pipeline import Pipeline
+from .interrupt import InterruptibleEmbedder
 from .queue import SpiQueue
 
 
@@ -63,7 +65,12 @@ def execute(plpy: Any, v: Vectorizer, *, max_rows: int | None, max_seconds: floa
         out.stopped = "queue_empty"
         out.seconds = round(time.monotonic() - start, 3)
         return out
-    pipeline = Pipeline(v, make_embedder(v.embedding, env))  # the model loads here, once per backend
+    # The model loads here, once per backend. Requests go only to endpoints the operator allows
+    # (this is the database server), and a wait on the provider gives way to a cancel, a
+    # statement_timeout and max_seconds.
+    deadline = None if max_seconds is None else start + max_seconds
+    pipeline = Pipeline(v, InterruptibleEmbedder(make_embedder(v.embedding, env, server_side=True),
+                                                 plpy, deadline))
     last = 0.0  # seconds the last batch took
     claimed = 0
     try:
@@ -81,7 +88,13 @@ def execute(plpy: Any, v: Vectorizer, *, max_rows: int | None, max_seconds: floa
                 out.stopped = "queue_empty"
                 break
             claimed += len(rows)
-            result = pipeline.run(rows, queue.existing(token))
+            try:
+                result = pipeline.run(rows, queue.existing(token))
+            except DeadlineReached:
+                # max_seconds ran out while the provider worked: the rows go back untouched.
+                queue.release(token)
+                out.stopped = "max_seconds"
+                break
             counts = queue.write(token, rows, result)
             out.batches += 1
             out.rows += result.done
