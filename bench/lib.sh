@@ -12,6 +12,9 @@ FAKE_OPENAI=${FAKE_OPENAI:-$ROOT/tests/fake_openai.py}
 # start-up to every run.
 PGVECTORIZER=${PGVECTORIZER:-$(python3 -c 'import os, sys; p = os.path.join(os.path.dirname(sys.executable), "pgvectorizer"); print(p if os.path.exists(p) else "pgvectorizer")')}
 FAKE_PIDS=()
+# The benchmarks' fake servers take the worker's OPENAI_API_KEY on loopback, any port (keys go
+# only to endpoints listed for them).
+export PGVECTORIZER_KEY_ENDPOINTS=${PGVECTORIZER_KEY_ENDPOINTS:-OPENAI_API_KEY=http://127.0.0.1:*}
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 

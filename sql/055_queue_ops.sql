@@ -146,13 +146,23 @@ DECLARE
     max_tries int4 := 1 + coalesce((v.config->'loading'->>'retries')::int4, 6);
 BEGIN
     PERFORM set_config('search_path', ai._vq_path(v), true);
-    EXECUTE format('WITH due AS (DELETE FROM %1$s WHERE retry_at <= pg_catalog.clock_timestamp() RETURNING %3$s) '
+    -- SKIP LOCKED here and below: rows another claim (or an open in-database call) is moving
+    -- are its business, and a claim never waits on them.
+    EXECUTE format('WITH due AS (DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$s '
+                   'WHERE retry_at <= pg_catalog.clock_timestamp() FOR UPDATE SKIP LOCKED)) RETURNING %3$s) '
                    'INSERT INTO %2$s (%3$s) SELECT %3$s FROM due', failed, queue, pk);
     EXECUTE format($q$
-WITH lost AS (
-    DELETE FROM %1$s AS q
-     WHERE q.claimed_by IS NOT NULL AND q.retry_after <= pg_catalog.clock_timestamp() AND q.attempts >= $1
-       AND pg_catalog.pg_try_advisory_xact_lock($2, pg_catalog.hashtext(ROW(%3$s)::pg_catalog.text))
+WITH candidates AS MATERIALIZED (
+    SELECT ctid AS _ai_ctid, pg_catalog.hashtext(ROW(%3$s)::pg_catalog.text) AS _ai_lock FROM %1$s
+     WHERE claimed_by IS NOT NULL AND attempts >= $1 AND retry_after <= pg_catalog.clock_timestamp()
+       FOR UPDATE SKIP LOCKED
+), free AS MATERIALIZED (
+    -- Only the candidates' keys are tried (a live worker's slow batch keeps its key's lock and
+    -- is left alone); a lock taken here lasts to the end of the transaction, so no other.
+    SELECT _ai_ctid FROM (SELECT * FROM candidates OFFSET 0) AS c
+     WHERE pg_catalog.pg_try_advisory_xact_lock($2, _ai_lock)
+), lost AS (
+    DELETE FROM %1$s AS q WHERE q.ctid = ANY (ARRAY(SELECT _ai_ctid FROM free))
     RETURNING %4$s, q.attempts
 ), old AS (
     DELETE FROM %2$s AS f WHERE (%5$s) IN (SELECT %3$s FROM lost)

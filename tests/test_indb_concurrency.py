@@ -516,8 +516,11 @@ def test_a_slow_claim_never_stores_a_text_older_than_a_call_stored(
     async def scenario(s: QueueSession, p: Pipeline) -> None:
         await s.conn.execute("SET synchronize_seqscans = off")
         claim = asyncio.create_task(s.claim(10))
-        busy = "SELECT state = 'active' AND strpos(query, 'SKIP LOCKED') > 0 FROM pg_stat_activity WHERE pid = %s"
+        busy = ("SELECT state = 'active' AND strpos(query, '_vectorizer_ops_call') > 0 "
+                "FROM pg_stat_activity WHERE pid = %s")
+        deadline = time.monotonic() + 10
         while not scalar(db, busy, (s.conn.info.backend_pid,)):
+            assert time.monotonic() < deadline, "the claim never showed as running"
             await asyncio.sleep(0.001)
         await asyncio.sleep(0.01)  # the claim has its snapshot and row 1's queue row, and scans on
         writer.execute("UPDATE doc SET body = 'version two' WHERE id = 1")

@@ -148,3 +148,24 @@ def test_writers_never_wait_on_a_claimed_batch(db: psycopg.Connection, doc: int)
                           "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()") == 0
 
     run(db, doc, scenario)
+
+
+def test_a_row_claimed_to_its_limit_without_a_result_goes_to_the_failed_items(db: psycopg.Connection) -> None:
+    db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
+    vid = create_vectorizer(db, "doc", embedding="ai.embedding_openai('text-embedding-3-small', 4)",
+                            chunking="ai.chunking_none()", loading="ai.loading_column('body', retries => 1)")
+    db.execute("INSERT INTO doc VALUES (1, 'dies with its worker'), (2, 'fine')")
+
+    async def scenario(a: QueueSession, b: QueueSession, p: Pipeline) -> None:
+        for _ in range(2):  # two workers die holding row 1 (claimed, never written back)
+            await b.claim(10)
+            await b.conn.close()
+            b.conn = await psycopg.AsyncConnection.connect(dsn(db), autocommit=True)
+            db.execute(f"UPDATE ai._vectorizer_q_{vid} SET retry_after = now() - interval '1 s'")
+        assert await process(a, p) == []  # both rows used their two attempts
+        assert scalar(db, f"SELECT count(*) FROM ai._vectorizer_q_{vid}") == 0
+
+    run(db, vid, scenario)
+    got = rows(db, f"SELECT id, attempts, failure_step, error FROM ai._vectorizer_q_failed_{vid} ORDER BY id")
+    assert [(i, n, step) for i, n, step, _ in got] == [(1, 2, "lost"), (2, 2, "lost")]
+    assert "claimed 2 times without a result" in got[0][3]

@@ -246,3 +246,26 @@ def test_a_running_worker_rides_out_a_database_outage(db: psycopg.Connection) ->
     assert failed_rows(db, vid) == []
     assert out.count("lost the database") == 1, out
     assert "the database is back" in out
+
+
+@pytest.mark.parametrize("path", ["worker", "in-database"])
+def test_a_row_filter_that_fails_on_a_row_skips_that_row_only(db: psycopg.Connection, fake_url: str,
+                                                             path: str) -> None:
+    db.execute("CREATE TABLE doc (id int PRIMARY KEY, n int, body text)")
+    vid = create_vectorizer(db, "doc", embedding=openai(fake_url, api_key_name=f"'{SERVER_KEY_VAR}'"),
+                            chunking="ai.chunking_none()", row_filter="100 / n > 1")
+    db.execute("INSERT INTO doc VALUES (1, 5, 'one'), (2, 10, 'two'), (3, 20, 'three')")
+    # Row 1 now makes the filter raise (n = 0) when the worker reads it; the writer's change
+    # goes in without the triggers, as if it had been made before the filter was.
+    db.execute("ALTER TABLE doc DISABLE TRIGGER USER")
+    db.execute("UPDATE doc SET n = 0 WHERE id = 1")
+    db.execute("ALTER TABLE doc ENABLE TRIGGER USER")
+    if path == "worker":
+        run_once(db, **{SERVER_KEY_VAR: "test-key"})
+    else:
+        out = scalar(db, "SELECT ai.execute_vectorizer(%s)", (vid,))
+        assert out["rows"] == 3, out
+    assert sorted(stored(db)) == [2, 3]
+    assert queued(db, vid) == set() and failed_rows(db, vid) == []
+    errors = [m for (m,) in rows(db, "SELECT message FROM ai.vectorizer_errors WHERE id = %s", (vid,))]
+    assert any("row_filter failed" in m and "division by zero" in m for m in errors), errors
