@@ -65,11 +65,21 @@ END $$;
 -- Checks a row filter the way Postgres checks a partial index's predicate (boolean, immutable
 -- functions, no subqueries, only the row's own columns) on an empty copy of the source, and
 -- returns the columns it reads, so their changes can be watched.
+--
+-- The filter is pasted into SQL text wherever it is used (the trigger body, the view, the
+-- backfill, the worker's read), so it must be one complete expression on its own. Its syntax
+-- is tried in three wrappings: in parentheses on one line, between newlines, and in brackets.
+-- A filter that closes a parenthesis it did not open ('a) OR (b') fails in brackets; one that
+-- ends in a -- comment fails on one line (the comment swallows the closing parenthesis), and
+-- 'true) --' passes only there, which is how it slipped through when only that was tried.
 CREATE FUNCTION ai._row_filter_columns(source regclass, row_filter text) RETURNS name[]
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    cols name[];
+    cols   name[];
+    wrap   text;
+    parses bool[] := '{}';
+    syntax text;
 BEGIN
     IF row_filter IS NULL THEN
         RETURN '{}';
@@ -82,8 +92,32 @@ BEGIN
         DROP TABLE pg_temp._ai_row_filter_check;
     END IF;
     EXECUTE format('CREATE TEMP TABLE _ai_row_filter_check (LIKE %s)', source);
+    -- Syntax only: any other error (an unknown column, say) is the index check's to report.
+    FOREACH wrap IN ARRAY ARRAY['(%s)', E'(\n%s\n)', E'ARRAY[\n%s\n]'] LOOP
+        BEGIN
+            EXECUTE format('SELECT %s FROM pg_temp._ai_row_filter_check', format(wrap, row_filter));
+            parses := parses || true;
+        EXCEPTION
+            WHEN syntax_error THEN
+                parses := parses || false;
+                syntax := coalesce(syntax, SQLERRM);
+            WHEN others THEN
+                parses := parses || true;
+        END;
+    END LOOP;
+    IF false = ANY (parses) THEN
+        RAISE EXCEPTION 'create_vectorizer: row_filter % is not one complete expression: %', quote_literal(row_filter),
+            CASE WHEN NOT parses[3] AND parses[1] AND NOT parses[2]
+                     THEN 'it closes a parenthesis it did not open, and a -- comment hides what follows'
+                 WHEN NOT parses[3] AND (parses[1] OR parses[2]) THEN 'it closes a parenthesis it did not open'
+                 WHEN NOT parses[1] AND parses[2] AND parses[3]
+                     THEN 'it ends in a -- comment, which would swallow what follows it'
+                 ELSE syntax END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the condition alone, with balanced parentheses and no trailing -- comment.';
+    END IF;
     BEGIN
-        EXECUTE format('CREATE INDEX _ai_row_filter_check_idx ON pg_temp._ai_row_filter_check ((1)) WHERE (%s)', row_filter);
+        EXECUTE format(E'CREATE INDEX _ai_row_filter_check_idx ON pg_temp._ai_row_filter_check ((1)) WHERE (\n%s\n)', row_filter);
     EXCEPTION WHEN others THEN
         RAISE EXCEPTION 'create_vectorizer: row_filter % is invalid: %', quote_literal(row_filter), SQLERRM
             USING ERRCODE = 'invalid_parameter_value',
@@ -132,6 +166,14 @@ END $$;
 -- operator is OPERATOR(pg_catalog.x), and the key comparisons live in the triggers' WHEN
 -- clauses, which are bound when the trigger is created. A row filter is the user's own
 -- expression, resolved when it runs, so with a filter the search_path stays pinned.
+--
+-- A filter that raises on a row (100 / n with n = 0) must never fail the writer's statement:
+-- each side is evaluated in a block of its own, and an error counts as "does not match" for
+-- that side. So a row whose new values raise is still queued when its old ones matched, and
+-- the worker removes its chunks. The error is reported once per transaction and vectorizer, as
+-- a WARNING and, where the owner may (the trigger runs as the owner), in ai._vectorizer_errors;
+-- the report can never fail the writer either. The body without a filter has no such block:
+-- a block with an exception handler costs a subtransaction per row (see BENCHMARKS.md).
 CREATE FUNCTION ai._vectorizer_trigger_body(v ai.vectorizer) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -142,7 +184,9 @@ DECLARE
     pk_cols   text := ai._pk_list(v.source_pk, '%I');
     old_vals  text := ai._pk_list(v.source_pk, 'OLD.%I');
     new_vals  text := ai._pk_list(v.source_pk, 'NEW.%I');
+    guc       text := format('ai.row_filter_failed_%s', v.id);
     trunc_sql text;
+    report    text;
 BEGIN
     trunc_sql := format('TRUNCATE TABLE %s, %I.%I', queue, v.queue_schema, v.queue_failed_table);
     IF dest->>'implementation' = 'table' THEN
@@ -166,6 +210,24 @@ BEGIN
             '    RETURN NULL;',
             'END');
     END IF;
+    -- What a filter error runs: once per transaction and vectorizer (a setting that holds the
+    -- transaction's id), a warning and, where the owner may insert it, a row in the errors table.
+    report := concat_ws(E'\n',
+        format('            IF coalesce(current_setting(%L, true), '''') IS DISTINCT FROM pg_current_xact_id()::text THEN', guc),
+        format('                PERFORM set_config(%L, pg_current_xact_id()::text, true);', guc),
+        format('                RAISE WARNING ''vectorizer "%%": row_filter %% failed on a row of %%, which counts as not matching: %%'', %L, %L, TG_TABLE_SCHEMA || ''.'' || TG_TABLE_NAME, SQLERRM',
+               v.name, quote_literal(filter)),
+        '                    USING DETAIL = ''Further failures of this filter in this transaction are not reported.'';',
+        '                BEGIN',
+        '                    IF has_table_privilege(''ai._vectorizer_errors'', ''INSERT'') THEN',
+        format('                        INSERT INTO ai._vectorizer_errors (id, message, details) VALUES (%s,', v.id),
+        '                            format(''row_filter failed on a row of %s.%s, which counts as not matching: %s'', TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM),',
+        '                            jsonb_build_object(''step'', ''row_filter'', ''sqlstate'', SQLSTATE, ''operation'', TG_OP));',
+        '                    END IF;',
+        '                EXCEPTION WHEN others THEN',
+        '                    NULL;  -- best effort: the warning was given, and the writer must not fail',
+        '                END;',
+        '            END IF;');
     RETURN concat_ws(E'\n',
         '#variable_conflict use_column',
         'DECLARE',
@@ -176,12 +238,20 @@ BEGIN
         format('        %s;', trunc_sql),
         '        RETURN NULL;',
         '    END IF;',
-        '    -- The row filter, on the row before and after the change.',
+        '    -- The row filter, on the row before and after the change; an error counts as false.',
         '    IF TG_OP <> ''INSERT'' THEN',
-        format('        _ai_old_ok := coalesce((SELECT (%s) FROM (SELECT OLD.*) AS _ai_row), false);', filter),
+        '        BEGIN',
+        format('            _ai_old_ok := coalesce((SELECT (%s) FROM (SELECT OLD.*) AS _ai_row), false);', filter),
+        '        EXCEPTION WHEN others THEN',
+        report,
+        '        END;',
         '    END IF;',
         '    IF TG_OP <> ''DELETE'' THEN',
-        format('        _ai_new_ok := coalesce((SELECT (%s) FROM (SELECT NEW.*) AS _ai_row), false);', filter),
+        '        BEGIN',
+        format('            _ai_new_ok := coalesce((SELECT (%s) FROM (SELECT NEW.*) AS _ai_row), false);', filter),
+        '        EXCEPTION WHEN others THEN',
+        report,
+        '        END;',
         '    END IF;',
         '    IF TG_OP = ''INSERT'' THEN',
         format('        IF _ai_new_ok THEN INSERT INTO %s (%s) VALUES (%s); END IF;', queue, pk_cols, new_vals),

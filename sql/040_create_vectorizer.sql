@@ -2,6 +2,20 @@
 -- transaction, so an error leaves nothing half-made, and with the caller's rights, except the
 -- catalog row and the queue, which ai._vectorizer_register makes after checking the caller.
 
+-- NULL when Python's re compiles the pattern, else its message. Standard library only (no
+-- package import): create_vectorizer needs no pgvectorizer package on the server.
+CREATE FUNCTION ai._check_python_regex(pattern text) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp AS $$
+import re
+try:
+    re.compile(pattern)
+except (re.error, OverflowError, RecursionError, ValueError) as exc:
+    return str(exc)
+return None
+$$;
+COMMENT ON FUNCTION ai._check_python_regex(text) IS 'NULL when Python''s re accepts a regular expression, else its error';
+
 CREATE FUNCTION ai.create_vectorizer
 ( source regclass
 , name text DEFAULT NULL
@@ -27,6 +41,9 @@ DECLARE
     src_schema   name;
     src_table    name;
     src_kind     "char";
+    src_persist  "char";
+    separator    text;
+    problem      text;
     pk           jsonb;
     pk_names     name[];
     load_att     pg_attribute;
@@ -42,10 +59,17 @@ BEGIN
         RAISE EXCEPTION 'create_vectorizer: source is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM ai._vectorizer_require_admin('create_vectorizer');
-    SELECT n.nspname, c.relname, c.relkind INTO src_schema, src_table, src_kind
+    SELECT n.nspname, c.relname, c.relkind, c.relpersistence INTO src_schema, src_table, src_kind, src_persist
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
     IF src_kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'create_vectorizer: source % is not a table', source USING ERRCODE = 'wrong_object_type';
+    END IF;
+    -- A temporary table vanishes with its session, and other sessions (workers, schedules) can
+    -- never read it: its vectorizer would break every later run over the whole database.
+    IF src_persist = 't' THEN
+        RAISE EXCEPTION 'create_vectorizer: source % is a temporary table', source
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Workers read the source from sessions of their own, which cannot see another session''s temporary tables; use a regular (or unlogged) table.';
     END IF;
     -- Writers wait from here to commit, so no row changes between the trigger and the backfill.
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
@@ -96,6 +120,25 @@ BEGIN
     IF chunking->>'implementation' NOT IN ('none', 'character_text_splitter', 'recursive_character_text_splitter') THEN
         RAISE EXCEPTION 'create_vectorizer: unknown chunking implementation %', quote_nullable(chunking->>'implementation')
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Regex separators are compiled by the worker's Python (re), so Python says whether they are
+    -- valid now, not at the first batch. The recursive splitter skips an empty separator.
+    IF coalesce((chunking->>'is_separator_regex')::bool, false) THEN
+        FOR separator IN
+            SELECT chunking->>'separator' WHERE chunking->>'implementation' = 'character_text_splitter'
+            UNION ALL
+            SELECT s FROM jsonb_array_elements_text(CASE WHEN chunking->>'implementation' = 'recursive_character_text_splitter'
+                                                         THEN chunking->'separators' ELSE '[]' END) AS s
+             WHERE s <> ''
+        LOOP
+            problem := ai._check_python_regex(separator);
+            IF problem IS NOT NULL THEN
+                RAISE EXCEPTION 'create_vectorizer: chunking separator % is not a valid Python regular expression: %',
+                    quote_literal(separator), problem
+                    USING ERRCODE = 'invalid_regular_expression',
+                          HINT = 'Escape it, or pass is_separator_regex => false to split on the text as written.';
+            END IF;
+        END LOOP;
     END IF;
     IF indexing->>'implementation' NOT IN ('none', 'hnsw') THEN
         RAISE EXCEPTION 'create_vectorizer: unknown indexing implementation %', quote_nullable(indexing->>'implementation')

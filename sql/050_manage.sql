@@ -154,16 +154,56 @@ BEGIN
     RETURN n;
 END $$;
 
+-- Who may use a vectorizer (embed with its model, report its progress and errors): a member of
+-- its owner or of one of its grant_to roles, or a superuser. The role is the caller's own
+-- (current_user) by default; definer functions pass session_user, the login role, which no
+-- definer changes.
+CREATE FUNCTION ai._vectorizer_may_use(vectorizer_id int4, role_name name DEFAULT current_user) RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = role_name), false)
+    OR EXISTS (SELECT 1 FROM ai.vectorizer v
+                 JOIN pg_roles g ON g.rolname = v.owner
+                                 OR g.rolname IN (SELECT jsonb_array_elements_text(coalesce(v.config->'grant_to', '[]')))
+                WHERE v.id = vectorizer_id AND pg_has_role(role_name, g.oid, 'MEMBER'));
+COMMENT ON FUNCTION ai._vectorizer_may_use(int4, name)
+    IS 'Whether a role (by default the current one) may use a vectorizer: a member of its owner or of a grant_to role, or a superuser';
+
+-- Raises unless the login role may use the vectorizer: the check of the worker-facing reports.
+CREATE FUNCTION ai._vectorizer_require_use(vectorizer_id int4, what text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT ai._vectorizer_may_use(vectorizer_id, session_user) THEN
+        RAISE EXCEPTION '%: role % may not use vectorizer %', what, session_user, vectorizer_id
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Only members of the vectorizer''s owner or of its grant_to roles may.';
+    END IF;
+END $$;
+
+-- Why ai.embed may not use a vectorizer's model for the current role, or NULL: it may, or no
+-- such vectorizer exists (ai.embed then says so itself). By id, or by name.
+CREATE FUNCTION ai._vectorizer_embed_refusal(vectorizer_id int4, vectorizer_name text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT format('ai.embed: role %s may not use vectorizer "%s" (id %s)', current_user, v.name, v.id)
+          FROM ai.vectorizer v
+         WHERE (v.id = vectorizer_id OR v.name = vectorizer_name) AND NOT ai._vectorizer_may_use(v.id)
+         LIMIT 1);
+
 -- What a worker reports: a batch done, or an error (kept in full in ai.vectorizer_errors).
 -- A report goes into the vectorizer's totals row when it is free, and otherwise into the log,
 -- which the next report that gets the row adds in: a batch's write never waits on the row,
--- even while an in-database run keeps it locked for a whole call.
+-- even while an in-database run keeps it locked for a whole call. The three reporting
+-- functions run with the extension owner's rights, for those who may use the vectorizer only:
+-- nobody else writes the progress tables, so no one forges another vectorizer's status.
 CREATE FUNCTION ai._vectorizer_report(vectorizer_id int4, successes int8, error_message text) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     at timestamptz := clock_timestamp();
 BEGIN
+    PERFORM ai._vectorizer_require_use(vectorizer_id, 'record_progress');
     PERFORM FROM ai._vectorizer_worker_progress p WHERE p.vectorizer_id = _vectorizer_report.vectorizer_id
         FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
@@ -198,19 +238,20 @@ BEGIN
 END $$;
 
 CREATE FUNCTION ai._vectorizer_record_success(vectorizer_id int4, items int8) RETURNS void
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT ai._vectorizer_report(vectorizer_id, items, NULL);
 END;
 COMMENT ON FUNCTION ai._vectorizer_record_success(int4, int8) IS 'Worker-facing: count processed rows and stamp the last success';
 
 CREATE FUNCTION ai._vectorizer_record_error(vectorizer_id int4, message text, details jsonb DEFAULT '{}') RETURNS void
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ai._vectorizer_require_use(vectorizer_id, 'record_error');
     INSERT INTO ai._vectorizer_errors (id, message, details, recorded)
     VALUES (vectorizer_id, message, coalesce(details, '{}'), clock_timestamp());
-    SELECT ai._vectorizer_report(vectorizer_id, 0, message);
-END;
+    PERFORM ai._vectorizer_report(vectorizer_id, 0, message);
+END $$;
 COMMENT ON FUNCTION ai._vectorizer_record_error(int4, text, jsonb) IS 'Worker-facing: record an error for the errors view and the status';
 
 -- The totals with the reports still in the log.

@@ -37,29 +37,39 @@ $$;
 COMMENT ON PROCEDURE ai._vectorizer_job(int4) IS 'pg_cron''s entry: run a vectorizer for its scheduling''s max_seconds, committing each batch';
 
 -- ai.embed returns pgvector's type, whose schema is known only now.
+--
+-- By id or name it spends the vectorizer's provider key (the server's): only for those who may
+-- use that vectorizer (ai._vectorizer_may_use), checked before the answers cached per backend.
+-- A few lines of Python with one prepared statement, once per query (ai.embed is IMMUTABLE).
 DO $do$
 DECLARE
     vec text := format('%I.vector', ai._vector_schema());
-    body text := $body$
+    body text := $body$%s
 import sys
 if "pgvectorizer.indb.api" not in sys.modules:
     plpy.execute("SELECT ai._python_setup()")
 from pgvectorizer.indb import api
 return api.embed(plpy, input, %s)
 $body$;
+    use_check text := $check$
+if "refusal" not in SD:
+    SD["refusal"] = plpy.prepare("SELECT ai._vectorizer_embed_refusal($1, $2) AS r", ["int4", "text"])
+refusal = SD["refusal"].execute([%s])[0]["r"]
+if refusal is not None:
+    plpy.error(refusal, hint="Only members of the vectorizer's owner or of its grant_to roles may.", sqlstate="42501")$check$;
 BEGIN
     -- IMMUTABLE, as pgai's embedding functions: the planner then computes the query vector
     -- once, not once per row of a sequential scan. A vectorizer's model never changes after
     -- creation; answers are also cached per backend.
     EXECUTE format($f$CREATE FUNCTION ai.embed(vectorizer_id int4, input text) RETURNS %s
         LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-        AS %L$f$, vec, format(body, 'vectorizer_id=vectorizer_id'));
+        AS %L$f$, vec, format(body, format(use_check, 'vectorizer_id, None'), 'vectorizer_id=vectorizer_id'));
     EXECUTE format($f$CREATE FUNCTION ai.embed(vectorizer_name text, input text) RETURNS %s
         LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-        AS %L$f$, vec, format(body, 'name=vectorizer_name'));
+        AS %L$f$, vec, format(body, format(use_check, 'None, vectorizer_name'), 'name=vectorizer_name'));
     EXECUTE format($f$CREATE FUNCTION ai.embed(embedding jsonb, input text) RETURNS %s
         LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-        AS %L$f$, vec, format(body, 'config=embedding'));
+        AS %L$f$, vec, format(body, '', 'config=embedding'));
 END $do$;
 COMMENT ON FUNCTION ai.embed(int4, text) IS 'The vector of a text from the model of a vectorizer (by id), for a query';
 COMMENT ON FUNCTION ai.embed(text, text) IS 'The vector of a text from the model of a vectorizer (by name), for a query';
@@ -107,7 +117,8 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO tbl, col, idx_name FROM ai._vectorizer_index_target(v);
-    IF tbl IS NULL THEN
+    -- The count below reads the owner's table with the caller's rights: only a plain table.
+    IF tbl IS NULL OR NOT ai._vectorizer_plain_table(tbl) THEN
         RETURN NULL;
     END IF;
     SELECT i.indexrelid INTO idx FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid

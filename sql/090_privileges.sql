@@ -9,28 +9,30 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = to_user) THEN
         RAISE EXCEPTION 'grant_vectorizer_usage: role "%" does not exist', to_user USING ERRCODE = 'undefined_object';
     END IF;
+    -- Progress and errors are written only through the reporting functions, which check that
+    -- the caller may use the vectorizer (ai._vectorizer_may_use); the tables are only read.
+    -- Admins may also insert errors, for their vectorizers' triggers (a row filter that fails),
+    -- and ai._vectorizer_errors_check holds them to vectorizers they may use.
     IF admin THEN
         -- WITH GRANT OPTION: an admin passes these on through grant_to and to other roles.
         EXECUTE format('GRANT USAGE ON SCHEMA ai TO %I WITH GRANT OPTION', to_user);
         EXECUTE format('GRANT SELECT ON ai.vectorizer, ai.vectorizer_status, ai.vectorizer_errors, '
                        'ai._vectorizer_errors, ai._vectorizer_worker_progress, ai._vectorizer_progress_log, '
                        'ai._vectorizer_progress TO %I WITH GRANT OPTION', to_user);
-        EXECUTE format('GRANT INSERT ON ai._vectorizer_errors TO %I WITH GRANT OPTION', to_user);
-        EXECUTE format('GRANT INSERT, UPDATE ON ai._vectorizer_worker_progress TO %I WITH GRANT OPTION', to_user);
-        EXECUTE format('GRANT INSERT, DELETE ON ai._vectorizer_progress_log TO %I WITH GRANT OPTION', to_user);
+        EXECUTE format('GRANT INSERT ON ai._vectorizer_errors TO %I', to_user);
         EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_register(name, regclass, text, jsonb, name, name), '
                        'ai._vectorizer_unregister(int4, bool), ai._vectorizer_set_disabled(int4, bool), '
                        'ai.execute_vectorizer(int4, int8, float8), ai.execute_vectorizer(text, int8, float8), '
-                       'ai._vectorizer_index_job(int4), ai.embed(jsonb, text) TO %I', to_user);
+                       'ai._vectorizer_index_job(int4), ai.embed(jsonb, text), ai._check_python_regex(text) TO %I', to_user);
         EXECUTE format('GRANT EXECUTE ON PROCEDURE ai._vectorizer_job(int4) TO %I', to_user);
     ELSE
         EXECUTE format('GRANT USAGE ON SCHEMA ai TO %I', to_user);
         EXECUTE format('GRANT SELECT ON ai.vectorizer, ai.vectorizer_status, ai.vectorizer_errors TO %I', to_user);
-        EXECUTE format('GRANT SELECT, INSERT ON ai._vectorizer_errors TO %I', to_user);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE ON ai._vectorizer_worker_progress TO %I', to_user);
-        EXECUTE format('GRANT SELECT, INSERT, DELETE ON ai._vectorizer_progress_log TO %I', to_user);
-        EXECUTE format('GRANT SELECT ON ai._vectorizer_progress TO %I', to_user);
+        EXECUTE format('GRANT SELECT ON ai._vectorizer_errors, ai._vectorizer_worker_progress, '
+                       'ai._vectorizer_progress_log, ai._vectorizer_progress TO %I', to_user);
     END IF;
+    EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_record_success(int4, int8), '
+                   'ai._vectorizer_record_error(int4, text, jsonb), ai._vectorizer_report(int4, int8, text) TO %I', to_user);
 END $$;
 COMMENT ON FUNCTION ai.grant_vectorizer_usage(name, bool) IS 'Let a role use vectorizers (run workers, read status); with admin, also create and drop them';
 
@@ -42,7 +44,14 @@ REVOKE ALL ON FUNCTION ai._vectorizer_set_disabled(int4, bool) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_drop_objects(ai.vectorizer, bool) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_handle_drops() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_handle_alters() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_handle_ddl_start() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_queue_missing_as_owner(ai.vectorizer) FROM PUBLIC;
+-- Worker-facing reports: SECURITY DEFINER, each checking the caller (see 050_manage.sql).
+REVOKE ALL ON FUNCTION ai._vectorizer_record_success(int4, int8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_record_error(int4, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_report(int4, int8, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai.python_info() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._check_python_regex(text) FROM PUBLIC;
 -- Running the pipeline loads models into the backend and calls providers with the server's
 -- API keys: admins only. An embedding config could send the server's key to any base_url.
 REVOKE ALL ON FUNCTION ai.execute_vectorizer(int4, int8, float8) FROM PUBLIC;
@@ -53,3 +62,20 @@ REVOKE ALL ON FUNCTION ai._vectorizer_index_job(int4) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_schedule(ai.vectorizer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_unschedule(int4) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_set_job_active(int4, bool) FROM PUBLIC;
+
+-- A row in ai._vectorizer_errors only for a vectorizer its writer may use (current_user: the
+-- reporting functions write as the extension's owner after their own check; a vectorizer's
+-- trigger writes as its owner).
+CREATE FUNCTION ai._vectorizer_errors_check() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT ai._vectorizer_may_use(NEW.id) THEN
+        RAISE EXCEPTION 'role % may not record errors for vectorizer %', current_user, NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER _vectorizer_errors_check BEFORE INSERT OR UPDATE ON ai._vectorizer_errors
+    FOR EACH ROW EXECUTE FUNCTION ai._vectorizer_errors_check();

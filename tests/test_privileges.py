@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import psycopg
 import pytest
+from pgvectorizer.worker import Worker
 from psycopg import errors, sql
 
 from .conftest import (
     EMBEDDING,
+    PGPORT,
+    TCP_HOST,
     VECTOR,
     Connector,
     catalog_snapshot,
@@ -18,6 +22,8 @@ from .conftest import (
     scalar,
     vectorizer,
 )
+from .test_indb import WORKER_KEY, embedding
+from .test_worker import env
 
 Role = tuple[str, str]
 
@@ -155,3 +161,123 @@ def test_create_vectorizer_needs_admin_usage(db: psycopg.Connection, connect: Co
     # The role's own table still takes writes: no half-made trigger points at a missing queue.
     conn.execute("INSERT INTO mine.docs VALUES (2, 'y')")
     assert scalar(db, "SELECT count(*) FROM mine.docs") == 2
+
+
+# --- using a vectorizer: embed, progress and errors ---------------------------------------------
+
+@pytest.fixture
+def usage(db: psycopg.Connection, connect: Connector, make_role: Callable[[str], Role],
+          team: Team) -> psycopg.Connection:
+    """A role with plain usage, in no vectorizer's grant_to."""
+    role = make_role("usage")
+    db.execute("SELECT ai.grant_vectorizer_usage(%s)", (role[0],))
+    return connect(user=role[0], password=role[1])
+
+
+def test_usage_alone_does_not_embed_with_anothers_vectorizer(db: psycopg.Connection, team: Team,
+                                                            usage: psycopg.Connection) -> None:
+    for call in ("SELECT ai.embed(%s::int4, 'x')", "SELECT ai.embed(%s::text, 'x')"):
+        arg = team.vid if "int4" in call else vectorizer(db, team.vid)["name"]
+        with pytest.raises(errors.InsufficientPrivilege, match="may not use vectorizer"):
+            usage.execute(call, (arg,))
+    # A vectorizer that does not exist is still reported as such.
+    with pytest.raises(psycopg.Error, match="vectorizer 9999 does not exist"):
+        usage.execute("SELECT ai.embed(9999, 'x')")
+
+
+def test_usage_alone_does_not_report_for_anothers_vectorizer(db: psycopg.Connection, team: Team,
+                                                            usage: psycopg.Connection) -> None:
+    before = rows(db, "SELECT * FROM ai._vectorizer_progress ORDER BY 1")
+    for call in ("SELECT ai._vectorizer_record_error(%s, 'forged')",
+                 "SELECT ai._vectorizer_record_success(%s, 1000)",
+                 "SELECT ai._vectorizer_report(%s, 1000, 'forged')"):
+        with pytest.raises(errors.InsufficientPrivilege, match="may not use vectorizer"):
+            usage.execute(call, (team.vid,))
+    for write in ("INSERT INTO ai._vectorizer_errors (id, message) VALUES (%s, 'forged')",
+                  "UPDATE ai._vectorizer_worker_progress SET success_count = 1000 WHERE vectorizer_id = %s",
+                  "INSERT INTO ai._vectorizer_progress_log (vectorizer_id, success_count) VALUES (%s, 1000)",
+                  "DELETE FROM ai._vectorizer_progress_log WHERE vectorizer_id = %s"):
+        with pytest.raises(errors.InsufficientPrivilege):
+            usage.execute(write, (team.vid,))
+    assert rows(db, "SELECT * FROM ai._vectorizer_progress ORDER BY 1") == before
+    assert scalar(db, "SELECT count(*) FROM ai._vectorizer_errors") == 0
+    # It still reads the status.
+    assert rows(usage, "SELECT id, last_error FROM ai.vectorizer_status") == [(team.vid, None)]
+
+
+def test_grant_to_role_reports(db: psycopg.Connection, connect: Connector, team: Team) -> None:
+    db.execute("SELECT ai.grant_vectorizer_usage(%s)", (team.reader[0],))
+    reader = team.connect(connect, team.reader)
+    reader.execute("SELECT ai._vectorizer_record_success(%s, 2)", (team.vid,))
+    reader.execute("SELECT ai._vectorizer_record_error(%s, 'provider down', '{\"step\": \"embed\"}')", (team.vid,))
+    assert rows(reader, "SELECT success_count, error_count, last_error_message FROM ai._vectorizer_progress "
+                        "WHERE vectorizer_id = %s", (team.vid,)) == [(2, 1, "provider down")]
+    assert rows(reader, "SELECT message FROM ai.vectorizer_errors") == [("provider down",)]
+
+
+def test_another_admin_cannot_insert_errors(db: psycopg.Connection, connect: Connector,
+                                           make_role: Callable[[str], Role], team: Team) -> None:
+    other = make_role("admin2")
+    db.execute("SELECT ai.grant_vectorizer_usage(%s, admin => true)", (other[0],))
+    conn = connect(user=other[0], password=other[1])
+    with pytest.raises(errors.InsufficientPrivilege, match="may not record errors"):
+        conn.execute("INSERT INTO ai._vectorizer_errors (id, message) VALUES (%s, 'forged')", (team.vid,))
+    team.admin_conn.execute("INSERT INTO ai._vectorizer_errors (id, message) VALUES (%s, 'own')", (team.vid,))
+
+
+def test_admin_with_regex_separators_and_a_failing_filter(db: psycopg.Connection, connect: Connector,
+                                                         team: Team) -> None:
+    """Python checks the separators for an admin too; the owner's trigger records filter errors."""
+    team.admin_conn.execute("CREATE TABLE content.ratio (id int PRIMARY KEY, n int, body text)")
+    with pytest.raises(errors.InvalidRegularExpression, match="separator"):
+        team.admin_conn.execute(
+            "SELECT ai.create_vectorizer('content.ratio', loading => ai.loading_column('body'), embedding => "
+            + EMBEDDING + ", chunking => ai.chunking_character_text_splitter(separator => '[', "
+            "is_separator_regex => true))")
+    vid = scalar(team.admin_conn,
+                 "SELECT ai.create_vectorizer('content.ratio', loading => ai.loading_column('body'), embedding => "
+                 + EMBEDDING + ", chunking => ai.chunking_character_text_splitter(separator => '\\s+', "
+                 "is_separator_regex => true), row_filter => '100 / n > 1')")
+    team.admin_conn.execute(sql.SQL("GRANT INSERT ON content.ratio TO {}").format(ident(team.writer[0])))
+    writer = team.connect(connect, team.writer)
+    writer.execute("INSERT INTO content.ratio VALUES (1, 0, 'zero'), (2, 10, 'ten')")
+    assert queue_rows(db, vid) == [2]
+    assert rows(db, "SELECT id, details->>'step' FROM ai._vectorizer_errors") == [(vid, "row_filter")]
+
+
+def test_detached_partition_of_an_admins_source(db: psycopg.Connection, team: Team) -> None:
+    """The keys are queued with the owner's rights, whoever detaches."""
+    team.admin_conn.execute("""
+        CREATE TABLE content.ev (id int, region text, body text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+        CREATE TABLE content.ev_eu PARTITION OF content.ev FOR VALUES IN ('eu');
+        INSERT INTO content.ev VALUES (1, 'eu', 'a');
+    """)
+    vid = create_as(team.admin_conn, "content.ev")
+    team.admin_conn.execute("INSERT INTO content.ev_embedding_store (id, region, chunk_seq, chunk, embedding) "
+                            "VALUES (1, 'eu', 0, 'a', %s)", (VECTOR,))
+    team.admin_conn.execute(sql.SQL("DELETE FROM ai.{}").format(ident(vectorizer(db, vid)["queue_table"])))
+    db.execute("ALTER TABLE content.ev DETACH PARTITION content.ev_eu")  # by the superuser
+    assert queue_rows(db, vid) == [(1, "eu")]
+    assert scalar(db, "SELECT count(*) FROM pg_proc WHERE proname LIKE '\\_ai\\_queue\\_missing%'") == 0
+
+
+def test_worker_as_a_grant_to_role(db: psycopg.Connection, connect: Connector,
+                                   make_role: Callable[[str], Role], fake_url: str) -> None:
+    """A worker logged in as a grant_to role processes the queue and reports its progress."""
+    admin, worker = make_role("admin"), make_role("worker")
+    db.execute("SELECT ai.grant_vectorizer_usage(%s, admin => true)", (admin[0],))
+    db.execute("SELECT ai.grant_vectorizer_usage(%s)", (worker[0],))
+    db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(ident(db.info.dbname), ident(admin[0])))
+    admin_conn = connect(user=admin[0], password=admin[1])
+    admin_conn.execute("CREATE SCHEMA content; CREATE TABLE content.docs (id int PRIMARY KEY, body text);"
+                       "INSERT INTO content.docs VALUES (1, 'one'), (2, 'two')")
+    vid = scalar(admin_conn, sql.SQL(
+        "SELECT ai.create_vectorizer('content.docs', loading => ai.loading_column('body'), embedding => "
+        + embedding(fake_url) + ", chunking => ai.chunking_none(), grant_to => ai.grant_to({}))")
+        .format(sql.Literal(worker[0])))
+    dsn = f"host={TCP_HOST} port={PGPORT} dbname={db.info.dbname} user={worker[0]} password={worker[1]}"
+    error = asyncio.run(Worker(dsn, vectorizer_ids=[vid], once=True, env=env(**WORKER_KEY)).run())
+    assert error is None
+    assert scalar(db, "SELECT count(*) FROM content.docs_embedding_store") == 2
+    assert rows(db, "SELECT success_count, error_count FROM ai._vectorizer_progress WHERE vectorizer_id = %s",
+                (vid,)) == [(2, 0)]

@@ -245,6 +245,80 @@ def test_filter_with_function_and_several_columns(db: psycopg.Connection) -> Non
     assert queue_rows(db, vid) == [1, 2]
 
 
+# --- a row filter that raises --------------------------------------------------------------------
+
+@pytest.fixture
+def ratio(db: psycopg.Connection) -> int:
+    """public.ratio (id, n, body) with a filter that divides by n: it raises where n = 0."""
+    db.execute("CREATE TABLE ratio (id int PRIMARY KEY, n int, body text);"
+               "INSERT INTO ratio VALUES (1, 10, 'ten'), (2, 50, 'fifty')")
+    return create_vectorizer(db, "ratio", row_filter="100 / n > 1")
+
+
+def notices(conn: psycopg.Connection) -> list[str]:
+    """The WARNING messages conn receives from now on."""
+    got: list[str] = []
+    conn.add_notice_handler(lambda d: got.append(str(d.message_primary)) if d.severity == "WARNING" else None)
+    return got
+
+
+def test_failing_filter_never_fails_a_write(db: psycopg.Connection, ratio: int) -> None:
+    warned = notices(db)
+    # INSERT: the raising row counts as not matching; the other is queued.
+    db.execute("INSERT INTO ratio VALUES (3, 0, 'zero'), (4, 20, 'twenty')")
+    assert queue_rows(db, ratio) == [4]
+    clear_queue(db, ratio)
+    # UPDATE: old matched, new raises: queued, so the worker drops the row's chunks.
+    db.execute("UPDATE ratio SET n = 0 WHERE id = 1")
+    assert queue_rows(db, ratio) == [1]
+    clear_queue(db, ratio)
+    # UPDATE of a raising row that still raises, and a key change of one: nothing to do.
+    db.execute("UPDATE ratio SET body = 'still zero' WHERE id = 3")
+    db.execute("UPDATE ratio SET id = 30 WHERE id = 3")
+    assert queue_rows(db, ratio) == []
+    # A key change of a matching row whose new values raise: the old key loses its chunks.
+    db.execute("UPDATE ratio SET id = 40, n = 0 WHERE id = 4")
+    assert queue_rows(db, ratio) == [4]
+    clear_queue(db, ratio)
+    # DELETE of raising rows and of a matching one.
+    db.execute("DELETE FROM ratio")
+    assert queue_rows(db, ratio) == [2]
+    assert scalar(db, "SELECT count(*) FROM ratio") == 0
+    # Once per transaction (statement here): six statements met a failing row.
+    assert len(warned) == 6
+    assert all("vectorizer \"public_ratio_embedding\": row_filter '100 / n > 1' failed" in w
+               and "division by zero" in w for w in warned), warned
+
+
+def test_failing_filter_is_recorded_once_per_transaction(db: psycopg.Connection, ratio: int) -> None:
+    with db.transaction():
+        db.execute("INSERT INTO ratio SELECT g, 0, 'zero' FROM generate_series(10, 19) g")
+        db.execute("UPDATE ratio SET body = 'x' WHERE n = 0")
+    assert rows(db, "SELECT message, details->>'step', details->>'sqlstate' FROM ai.vectorizer_errors "
+                    "WHERE id = %s", (ratio,)) \
+        == [("row_filter failed on a row of public.ratio, which counts as not matching: division by zero",
+             "row_filter", "22012")]
+
+
+def test_failing_filter_report_that_fails_is_not_the_writers_problem(db: psycopg.Connection,
+                                                                    ratio: int) -> None:
+    # Even when the errors table takes no rows, the write goes through.
+    db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+               "$$BEGIN RAISE EXCEPTION 'no errors today'; END$$")
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON ai._vectorizer_errors FOR EACH ROW EXECUTE FUNCTION refuse()")
+    db.execute("INSERT INTO ratio VALUES (5, 0, 'zero'), (6, 10, 'ten')")
+    assert queue_rows(db, ratio) == [6]
+    assert scalar(db, "SELECT count(*) FROM ai._vectorizer_errors") == 0
+
+
+def test_filter_with_comments_inside_is_accepted(db: psycopg.Connection) -> None:
+    db.execute(BLOG)
+    vid = create_vectorizer(db, "blog", row_filter="published_time IS NOT NULL -- published\n"
+                                                   "AND author <> 'bob' /* not bob's */")
+    db.execute("UPDATE blog SET body = 'new'")
+    assert queue_rows(db, vid) == [1]
+
+
 # --- other triggers, keys, names and types ---------------------------------------------------
 
 def test_before_trigger_rewriting_the_loading_column_is_noticed(db: psycopg.Connection, blog: int) -> None:
@@ -558,6 +632,24 @@ BAD_INPUTS = [
                  id="filter-missing-column"),
     pytest.param({"row_filter": "true; DROP TABLE blog"}, errors.InvalidParameterValue, "row_filter",
                  id="filter-two-statements"),
+    # A -- comment used to swallow the check's closing parenthesis.
+    pytest.param({"row_filter": "true) --"}, errors.InvalidParameterValue,
+                 r"row_filter 'true\) --' is not one complete expression: it closes a parenthesis it did not open",
+                 id="filter-closes-and-comments"),
+    pytest.param({"row_filter": "title IS NULL) OR (id > 0"}, errors.InvalidParameterValue,
+                 "closes a parenthesis it did not open", id="filter-unbalanced"),
+    pytest.param({"row_filter": "id > 1 -- a note"}, errors.InvalidParameterValue,
+                 "ends in a -- comment", id="filter-trailing-comment"),
+    pytest.param({"row_filter": "id >"}, errors.InvalidParameterValue,
+                 "not one complete expression: syntax error", id="filter-syntax"),
+    pytest.param({"chunking": "ai.chunking_character_text_splitter(separator => '(', is_separator_regex => true)"},
+                 errors.InvalidRegularExpression,
+                 r"separator '\(' is not a valid Python regular expression: missing \), unterminated subpattern",
+                 id="separator-regex"),
+    pytest.param({"chunking": "ai.chunking_recursive_character_text_splitter("
+                              "separators => ARRAY['\\s+', '', '[a-'], is_separator_regex => true)"},
+                 errors.InvalidRegularExpression, r"separator '\[a-' .*unterminated character set",
+                 id="separators-regex"),
     pytest.param({"destination": "ai.destination_column('emb')",
                   "chunking": "ai.chunking_recursive_character_text_splitter()"},
                  errors.InvalidParameterValue, "chunking_none", id="column-with-chunking"),
@@ -590,6 +682,25 @@ def test_failing_create_leaves_nothing_behind(db: psycopg.Connection, kwargs: di
     assert catalog_snapshot(db) == before
     assert queue_rows(db, taken) == [1, 2, 3]
     assert scalar(db, "SELECT count(*) FROM blog") == 3
+
+
+def test_regex_separators_python_accepts_are_accepted(db: psycopg.Connection) -> None:
+    """Python's re, not PostgreSQL's, judges them: a lookbehind, which LangChain's users write."""
+    db.execute(BLOG)
+    vid = create_vectorizer(db, "blog", chunking="ai.chunking_recursive_character_text_splitter("
+                                                 "separators => ARRAY['(?<=\\.)\\s+', ''], is_separator_regex => true)")
+    assert vectorizer(db, vid)["config"]["chunking"]["separators"] == ["(?<=\\.)\\s+", ""]
+    # Not regexes: taken as written.
+    create_vectorizer(db, "blog", destination="ai.destination_table('plain')",
+                      chunking="ai.chunking_character_text_splitter(separator => '(')")
+
+
+def test_temporary_source_is_refused(db: psycopg.Connection) -> None:
+    db.execute("CREATE TEMP TABLE scratch (id int PRIMARY KEY, body text)")
+    before = catalog_snapshot(db)
+    with pytest.raises(errors.WrongObjectType, match="source scratch is a temporary table"):
+        create_vectorizer(db, "scratch")
+    assert catalog_snapshot(db) == before
 
 
 def test_source_without_primary_key_is_refused(db: psycopg.Connection) -> None:

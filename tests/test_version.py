@@ -82,15 +82,20 @@ def test_functions_pin_search_path(db: psycopg.Connection) -> None:
 
 
 # The only functions that run with the extension owner's rights: the checked catalog writers,
-# the event triggers, and the one that gives a vectorizer's owner a pg_cron job for its index. Trigger functions made by create_vectorizer are checked in
-# test_triggers.
+# the event triggers, the worker-facing reports (which check the caller may use the
+# vectorizer), and the one that gives a vectorizer's owner a pg_cron job for its index.
+# Trigger functions made by create_vectorizer are checked in test_triggers.
 DEFINERS = {
     "ai._vectorizer_register(name,regclass,text,jsonb,name,name)",
     "ai._vectorizer_unregister(integer,boolean)",
     "ai._vectorizer_set_disabled(integer,boolean)",
     "ai._vectorizer_handle_drops()",
     "ai._vectorizer_handle_alters()",
+    "ai._vectorizer_handle_ddl_start()",
     "ai._vectorizer_index_job(integer)",
+    "ai._vectorizer_report(integer,bigint,text)",
+    "ai._vectorizer_record_success(integer,bigint)",
+    "ai._vectorizer_record_error(integer,text,jsonb)",
 }
 
 

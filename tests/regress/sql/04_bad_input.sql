@@ -52,6 +52,22 @@ SELECT ai.create_vectorizer('docs', name => 'dup', loading => ai.loading_column(
 SELECT ai.create_vectorizer('docs', name => 'dup', destination => ai.destination_table('other'),
     loading => ai.loading_column('body'), embedding => ai.embedding_openai('text-embedding-3-small'));
 SELECT ai.drop_vectorizer('dup', drop_all => true);
+-- A row filter must be one complete expression: no parenthesis closed that it did not open,
+-- no trailing comment (which once swallowed the check's own closing parenthesis).
+SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small'), row_filter => 'true) --');
+SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small'), row_filter => 'id > 1) OR (id < 0');
+SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small'), row_filter => 'id > 1 -- big ones');
+-- A regex separator that Python's re does not compile; a temporary source.
+SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small'),
+    chunking => ai.chunking_recursive_character_text_splitter(separators => ARRAY['\n', '(unclosed'], is_separator_regex => true));
+CREATE TEMP TABLE scratch (id int PRIMARY KEY, body text);
+SELECT ai.create_vectorizer('scratch', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small'));
+DROP TABLE scratch;
 -- Nothing half-made is left by any of the failures above.
 SELECT (SELECT count(*) FROM pg_class) - rels AS rels, (SELECT count(*) FROM pg_proc) - procs AS procs,
        (SELECT count(*) FROM pg_trigger) - trgs AS trgs, (SELECT count(*) FROM ai.vectorizer) - vectorizers AS vectorizers

@@ -40,4 +40,15 @@ UPDATE blog SET category = 'TECH' WHERE id = 2;
 UPDATE blog SET category = 'sport' WHERE id = 1;
 SELECT array_agg(id) AS queued FROM ai.:q;
 SELECT ai.drop_vectorizer(:vid, drop_all => true);
+-- A filter that raises on a row never fails the write: that side counts as not matching.
+SELECT ai.create_vectorizer('blog', loading => ai.loading_column('contents'),
+    embedding => ai.embedding_openai('text-embedding-3-small'), destination => ai.destination_table('ratio'),
+    row_filter => '100 / length(title) > 10', enqueue_existing => false) AS vid \gset
+SELECT queue_table AS q FROM ai.vectorizer WHERE id = :vid \gset
+INSERT INTO blog VALUES (10, '', 'empty title', 'news', NULL), (11, 'ok', 'short title', 'news', NULL);
+UPDATE blog SET title = '' WHERE id = 11;
+DELETE FROM blog WHERE id IN (10, 11);
+SELECT array_agg(id ORDER BY id) AS queued FROM ai.:q;
+SELECT count(*) AS recorded FROM ai.vectorizer_errors WHERE id = :vid;
+SELECT ai.drop_vectorizer(:vid, drop_all => true);
 DROP TABLE blog;
