@@ -296,9 +296,13 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v.queue_schema, v.queue_table,
                    format('Rows of %s waiting for vectorizer %s', source, v.name));
     EXECUTE format('CREATE TABLE %I.%I (%s, failed_at timestamptz NOT NULL DEFAULT now(), '
-                   'attempts int4 NOT NULL DEFAULT 0, failure_step text NOT NULL DEFAULT '''', error text NOT NULL DEFAULT '''')',
+                   'attempts int4 NOT NULL DEFAULT 0, failure_step text NOT NULL DEFAULT '''', error text NOT NULL DEFAULT '''', '
+                   'retry_at timestamptz)',
                    v.queue_schema, v.queue_failed_table, pk_defs);
     EXECUTE format('CREATE INDEX ON %I.%I (%s)', v.queue_schema, v.queue_failed_table, pk_cols);
+    -- retry_at: when a row that failed through its provider's fault (an outage, say) goes back
+    -- to the queue by itself; NULL for a row's own fault. Claims look for due ones every time.
+    EXECUTE format('CREATE INDEX ON %I.%I (retry_at) WHERE retry_at IS NOT NULL', v.queue_schema, v.queue_failed_table);
     EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v.queue_schema, v.queue_failed_table,
                    format('Rows of %s that vectorizer %s gave up on, with the error', source, v.name));
 
@@ -314,6 +318,7 @@ BEGIN
     EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', v.queue_schema, v.queue_table, v.owner);
     EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', v.queue_schema, v.queue_failed_table, v.owner);
     EXECUTE format('ALTER FUNCTION %s() OWNER TO %I', func, v.owner);
+    PERFORM ai._vectorizer_create_ops(v);
 END $$;
 
 -- The triggers on the source, with the caller's own rights. Only changes of the columns the
@@ -405,6 +410,9 @@ BEGIN
             EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', schema, grantee);
         END LOOP;
         EXECUTE format('GRANT SELECT ON %I.%I TO %I', v.source_schema, v.source_table, grantee);
+        -- A worker running as this role reaches the tables through the vectorizer's ops function,
+        -- so the owner's code on them runs as the owner, never as the worker's role.
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s(text, jsonb) TO %I', ai._vectorizer_ops_name(v), grantee);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I, %I.%I TO %I',
                        v.queue_schema, v.queue_table, v.queue_schema, v.queue_failed_table, grantee);
         IF dest->>'implementation' = 'table' THEN

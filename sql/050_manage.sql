@@ -52,6 +52,10 @@ BEGIN
         END LOOP;
         EXECUTE format('DROP FUNCTION %s', func);
     END IF;
+    func := to_regprocedure(ai._vectorizer_ops_name(v) || '(pg_catalog.text, pg_catalog.jsonb)');
+    IF func IS NOT NULL AND (SELECT proowner FROM pg_proc WHERE oid = func) = owner_oid THEN
+        EXECUTE format('DROP FUNCTION %s', func);
+    END IF;
     FOR rel IN SELECT r FROM unnest(ARRAY[
             to_regclass(format('%I.%I', v.queue_schema, v.queue_table)),
             to_regclass(format('%I.%I', v.queue_schema, v.queue_failed_table)),
@@ -119,6 +123,14 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC SELECT ai._vectorizer_disable(ai._vectorizer_by_name(name), true); END;
 COMMENT ON FUNCTION ai.disable_vectorizer_schedule(text) IS 'Pause processing of this vectorizer by name; changes keep being queued';
 
+-- Whether reading a relation of a vectorizer's owner can run none of the owner's code: a plain
+-- table (no view, whose functions would run as the reader) without row-level security (whose
+-- policies would). Status counts read such tables directly, and nothing else.
+CREATE FUNCTION ai._vectorizer_plain_table(rel regclass) RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN coalesce((SELECT c.relkind IN ('r', 'p') AND NOT c.relrowsecurity FROM pg_class c WHERE c.oid = rel), false);
+
 -- Pending rows. Exact: distinct keys (a key queued twice is one row of work). Otherwise a
 -- cheap count that stops at 10001 and then trusts the planner's estimate.
 CREATE FUNCTION ai.vectorizer_queue_pending(vectorizer_id int4, exact_count bool DEFAULT false) RETURNS int8
@@ -129,6 +141,9 @@ DECLARE
     queue text := format('%I.%I', v.queue_schema, v.queue_table);
     n     int8;
 BEGIN
+    IF NOT ai._vectorizer_plain_table(to_regclass(queue)) THEN
+        RETURN NULL;  -- not a table the owner's code cannot hook into: not counted
+    END IF;
     IF exact_count THEN
         EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) AS k',
             ai._pk_list(v.source_pk, '%I'), queue)
@@ -150,6 +165,9 @@ DECLARE
     v ai.vectorizer := ai._vectorizer_get(vectorizer_id);
     n int8;
 BEGIN
+    IF NOT ai._vectorizer_plain_table(to_regclass(format('%I.%I', v.queue_schema, v.queue_failed_table))) THEN
+        RETURN NULL;
+    END IF;
     EXECUTE format('SELECT count(*) FROM %I.%I', v.queue_schema, v.queue_failed_table) INTO n;
     RETURN n;
 END $$;

@@ -367,7 +367,27 @@ $q$, queue, failed, pk, ai._pk_from_json(v.source_pk, '(e->0)'),
     IF to_table THEN
         EXECUTE format('DELETE FROM %s AS t WHERE (%s) IN (SELECT %s FROM %s WHERE claimed_by = $1)',
                        store, ai._pk_list(v.source_pk, 't.%I'), pk, queue) USING token;
-        IF jsonb_array_length(coalesce(args->'chunks', '[]')) > 0 THEN
+        IF coalesce((args->>'staged')::bool, false) THEN
+            -- The worker's COPY target: only a plain temporary table of the calling session
+            -- with exactly these columns and no row-level security, so that reading it runs
+            -- none of the caller's code with the owner's rights.
+            IF NOT EXISTS (SELECT 1 FROM pg_class c
+                            WHERE c.oid = to_regclass('pg_temp._ai_staged_chunks') AND c.relkind = 'r'
+                              AND c.relnamespace = pg_my_temp_schema() AND NOT c.relrowsecurity
+                              AND ARRAY(SELECT a.atttypid FROM pg_attribute a
+                                         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                                         ORDER BY a.attnum)
+                                  = ARRAY['pg_catalog.text[]'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.text'::regtype,
+                                          to_regtype(format('%I.vector', ai._vector_schema())), 'pg_catalog.bytea'::regtype]::oid[]) THEN
+                RAISE EXCEPTION 'vectorizer "%": the staged chunks are not in this session''s own staging table', v.name
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            EXECUTE format('INSERT INTO %s (%s, chunk_seq, chunk, embedding, chunk_hash) '
+                           'SELECT %s, s.chunk_seq, s.chunk, s.embedding, s.chunk_hash FROM pg_temp._ai_staged_chunks AS s',
+                           store, pk, (SELECT string_agg(format('(s.key[%s])::%s', (p->>'pknum')::int4, p->>'typname'), ', '
+                                                         ORDER BY (p->>'pknum')::int4)
+                                         FROM jsonb_array_elements(v.source_pk) AS p));
+        ELSIF jsonb_array_length(coalesce(args->'chunks', '[]')) > 0 THEN
             EXECUTE format('INSERT INTO %s (%s, chunk_seq, chunk, embedding, chunk_hash) '
                            'SELECT %s, (e->>1)::pg_catalog.int4, e->>2, (e->>3)::%s, pg_catalog.decode(e->>4, ''hex'') '
                            'FROM pg_catalog.jsonb_array_elements($1) AS e',

@@ -150,3 +150,16 @@ def test_an_ops_function_made_security_invoker_is_refused(
     assert "no longer SECURITY DEFINER" in message
     assert scalar(db, "SELECT count(*) FROM content.docs_embedding_store") == 0
 
+
+
+def test_the_write_reads_staged_chunks_only_from_the_sessions_own_plain_table(
+        db: psycopg.Connection, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
+    _, conn = admin
+    vid = scalar(conn, f"SELECT ai.create_vectorizer('content.docs'::regclass, loading => ai.loading_column('body'), "
+                       f"embedding => {openai(fake_url)}, scheduling => ai.scheduling_none())")
+    # A caller's view in its place would run with the owner's rights when the write reads it.
+    db.execute("CREATE TEMP VIEW _ai_staged_chunks AS SELECT ARRAY['1'] AS key, 0 AS chunk_seq, "
+               "'x' AS chunk, '[1,2,3,4]'::vector AS embedding, ''::bytea AS chunk_hash")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="staging table"):
+        db.execute("SELECT ai._vectorizer_ops_call(%s, 'write', %s)",
+                   (vid, '{"token": "00000000-0000-0000-0000-000000000001", "staged": true}'))

@@ -103,7 +103,7 @@ def test_insert_update_delete_and_filter_reach_the_store(db: psycopg.Connection,
     got = stored(db)
     assert sorted(got) == [3]
     assert_vector_of(got[3][0][1], "New: delta")
-    progress = scalar(db, "SELECT success_count FROM ai._vectorizer_worker_progress WHERE vectorizer_id = %s", (doc,))
+    progress = scalar(db, "SELECT success_count FROM ai._vectorizer_progress WHERE vectorizer_id = %s", (doc,))
     assert progress == 2 + 3 + 2
     assert scalar(db, "SELECT pending_items FROM ai.vectorizer_status WHERE id = %s", (doc,)) == 0
 

@@ -39,6 +39,23 @@ UNLOCK = sql.SQL(
     "SELECT count(*) FILTER (WHERE pg_catalog.pg_advisory_unlock(%s, h)) "
     "FROM pg_catalog.unnest(%s::pg_catalog.int4[]) AS h")
 
+# The worker's binary COPY of a batch's chunks goes into a temporary table of its own session,
+# which no other role's code can touch; the write operation then reads it (and checks that it
+# is exactly that: a plain temporary table of this session with these columns, no row-level
+# security). ON COMMIT DELETE ROWS: the write's commit empties it.
+STAGE = "_ai_staged_chunks"
+STAGE_CREATE = sql.SQL(
+    "CREATE TEMP TABLE IF NOT EXISTS " + STAGE + " (key pg_catalog.text[], chunk_seq pg_catalog.int4, "
+    "chunk pg_catalog.text, embedding {vector}, chunk_hash pg_catalog.bytea) ON COMMIT DELETE ROWS")
+STAGE_GRANT = sql.SQL("GRANT SELECT ON pg_temp." + STAGE + " TO {owner}")
+STAGE_COPY = sql.SQL("COPY pg_temp." + STAGE + " FROM STDIN (FORMAT BINARY)")
+STAGE_TYPES = sql.SQL(
+    "SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = 'pg_temp." + STAGE
+    + "'::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
+OWNER_AND_VECTOR = sql.SQL(
+    "SELECT v.owner, pg_catalog.format('%%I.vector', n.nspname) FROM ai.vectorizer v, pg_catalog.pg_extension e "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector' AND v.id = %s")
+
 # Catalog and status statements that do not depend on one vectorizer.
 VECTORIZERS = sql.SQL("SELECT * FROM ai.vectorizer ORDER BY id")
 ENABLED_IDS = sql.SQL("SELECT id FROM ai.vectorizer WHERE NOT disabled")

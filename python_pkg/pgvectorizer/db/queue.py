@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ..config import Vectorizer
@@ -55,6 +56,17 @@ class QueueSession:
             raise psycopg.errors.UndefinedTable(
                 f"vectorizer {self.v.name!r}: its queue {self.v.queue_schema}.{self.v.queue_table} is gone")
         self.lock_space = int(row[0])
+        self._stage_types: list[int] = []
+        if not self.v.to_column:
+            cur = await self.conn.execute(queries.OWNER_AND_VECTOR, (self.v.id,))
+            found = await cur.fetchone()
+            if found is None:
+                raise psycopg.errors.UndefinedObject(f"vectorizer {self.v.name!r} is gone")
+            owner, vector_type = found
+            await self.conn.execute(queries.STAGE_CREATE.format(vector=sql.SQL(vector_type)))
+            await self.conn.execute(queries.STAGE_GRANT.format(owner=sql.Identifier(owner)))
+            cur = await self.conn.execute(queries.STAGE_TYPES)
+            self._stage_types = [int(r[0]) for r in await cur.fetchall()]
 
     async def _op(self, op: str, args: Mapping[str, Any] | None = None) -> list[Any]:
         cur = await self.conn.execute(queries.OPS_CALL, (self.v.id, op, Jsonb(dict(args or {}))))
@@ -85,8 +97,13 @@ class QueueSession:
         """One transaction: errors back to the queue (or to failed items), the rest stored.
         Returns how many rows went back to the queue (retry) or to the failed items (give_up)."""
         args = steps.write_args(self.v, token, list(rows), result, retry_base=self.retry_base,
-                                failed_retry=self.failed_retry)
+                                failed_retry=self.failed_retry, staged=bool(self._stage_types))
         async with self.conn.transaction():
+            if args.get("staged") and result.chunks:
+                async with self.conn.cursor() as cur, cur.copy(queries.STAGE_COPY) as copy:
+                    copy.set_types(self._stage_types)
+                    for c in result.chunks:
+                        await copy.write_row((list(c.key), c.seq, c.chunk, c.vector, c.digest))
             out = await self._op("write", args)
         return {k: int(n) for k, n in out[0].items()}
 

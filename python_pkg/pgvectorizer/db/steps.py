@@ -65,9 +65,10 @@ def existing_from(records: Sequence[Mapping[str, Any]]) -> dict[Key, dict[bytes,
 
 
 def write_args(v: Vectorizer, token: Any, rows: Sequence[SourceRow], result: BatchResult, *,
-               retry_base: float, failed_retry: float = FAILED_RETRY) -> dict[str, Any]:
+               retry_base: float, failed_retry: float = FAILED_RETRY, staged: bool = False) -> dict[str, Any]:
     """The write operation's arguments: errors back to the queue (or to the failed items), the
-    rest stored, the queue rows acknowledged, progress recorded."""
+    rest stored, the queue rows acknowledged, progress recorded. staged: the chunks are in the
+    session's staging table (the worker's binary COPY), not in the arguments."""
     attempts = {r.key: r.attempts for r in rows}
     retry: list[Any] = []
     give_up: list[Any] = []
@@ -86,8 +87,9 @@ def write_args(v: Vectorizer, token: Any, rows: Sequence[SourceRow], result: Bat
         "token": str(token),
         "retry": retry,
         "give_up": give_up,
-        "chunks": [[list(c.key), c.seq, c.chunk, vector_text(c.vector), c.digest.hex()]
-                   for c in result.chunks],
+        "staged": staged,
+        "chunks": [] if staged else [[list(c.key), c.seq, c.chunk, vector_text(c.vector), c.digest.hex()]
+                                     for c in result.chunks],
         "columns": [[list(key), None if vec is None else vector_text(vec)]
                     for key, vec in result.column_values],
         "done": result.done,
