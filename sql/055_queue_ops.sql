@@ -148,9 +148,7 @@ BEGIN
     PERFORM set_config('search_path', ai._vq_path(v), true);
     -- SKIP LOCKED here and below: rows another claim (or an open in-database call) is moving
     -- are its business, and a claim never waits on them.
-    EXECUTE format('WITH due AS (DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$s '
-                   'WHERE retry_at <= pg_catalog.clock_timestamp() FOR UPDATE SKIP LOCKED)) RETURNING %3$s) '
-                   'INSERT INTO %2$s (%3$s) SELECT %3$s FROM due', failed, queue, pk);
+    PERFORM ai._vq_requeue_failed(v, 'retry_at <= pg_catalog.clock_timestamp()');
     EXECUTE format($q$
 WITH candidates AS MATERIALIZED (
     SELECT ctid AS _ai_ctid, pg_catalog.hashtext(ROW(%3$s)::pg_catalog.text) AS _ai_lock FROM %1$s
@@ -443,18 +441,29 @@ BEGIN
     RETURN jsonb_build_object('work', found);
 END $$;
 
-CREATE FUNCTION ai._vq_retry_failed(v ai.vectorizer) RETURNS jsonb
+-- Failed items that match `condition` (SQL on the failed-items table's own columns, written
+-- here, never by a caller) back to the queue, skipping rows another transaction is moving.
+-- Returns how many.
+CREATE FUNCTION ai._vq_requeue_failed(v ai.vectorizer, condition text) RETURNS int8
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    n int8;
+    pk text := ai._pk_list(v.source_pk, '%I');
+    n  int8;
 BEGIN
     PERFORM set_config('search_path', ai._vq_path(v), true);
-    EXECUTE format('WITH f AS (DELETE FROM %1$I.%2$I RETURNING %4$s) INSERT INTO %1$I.%3$I (%4$s) SELECT %4$s FROM f',
-                   v.queue_schema, v.queue_failed_table, v.queue_table, ai._pk_list(v.source_pk, '%I'));
+    EXECUTE format('WITH f AS (DELETE FROM %1$I.%2$I WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$I.%2$I '
+                   'WHERE %5$s FOR UPDATE SKIP LOCKED)) RETURNING %4$s) '
+                   'INSERT INTO %1$I.%3$I (%4$s) SELECT %4$s FROM f',
+                   v.queue_schema, v.queue_failed_table, v.queue_table, pk, condition);
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN jsonb_build_object('requeued', n);
+    RETURN n;
 END $$;
+
+CREATE FUNCTION ai._vq_retry_failed(v ai.vectorizer) RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+RETURN jsonb_build_object('requeued', ai._vq_requeue_failed(v, 'true'));
 
 -- Failed items back to the queue, for a member of the vectorizer's owner (or a superuser).
 CREATE FUNCTION ai.retry_failed(vectorizer_id int4) RETURNS int8

@@ -63,6 +63,14 @@ def openai(url: str) -> str:
             f"api_key_name => {sql.quote(SERVER_KEY_VAR)})")
 
 
+def create_docs_vectorizer(conn: psycopg.Connection, fake_url: str, **extra: str) -> int:
+    """The admin's vectorizer on content.docs; extra arguments are SQL by parameter name."""
+    more = "".join(f", {k} => {v}" for k, v in extra.items())
+    return int(scalar(conn, f"SELECT ai.create_vectorizer('content.docs'::regclass, "
+                            f"loading => ai.loading_column('body'), embedding => {openai(fake_url)}, "
+                            f"scheduling => ai.scheduling_none(){more})"))
+
+
 def run_worker(db: psycopg.Connection) -> None:
     dsn = f"host={db.info.host} port={db.info.port} dbname={db.info.dbname} user={db.info.user}"
     env = {SERVER_KEY_VAR: "test-key", "PGVECTORIZER_RETRY_SECONDS": "0", **KEY_ENDPOINTS}
@@ -93,8 +101,7 @@ def plant_store_trigger(conn: psycopg.Connection) -> None:
 def test_a_trigger_on_the_store_runs_as_the_owner_in_the_worker(
         db: psycopg.Connection, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
     owner, conn = admin
-    conn.execute(f"SELECT ai.create_vectorizer('content.docs'::regclass, loading => ai.loading_column('body'), "
-                 f"embedding => {openai(fake_url)}, scheduling => ai.scheduling_none())")
+    create_docs_vectorizer(conn, fake_url)
     plant_store_trigger(conn)
     run_worker(db)
     assert_ran_as_owner_only(db, owner)
@@ -111,9 +118,7 @@ def test_a_function_in_the_row_filter_runs_as_the_owner(
         CREATE FUNCTION content.body_ok(b text) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
         BEGIN PERFORM content.planted(); RETURN true; END $$;
     """)
-    conn.execute(f"SELECT ai.create_vectorizer('content.docs'::regclass, loading => ai.loading_column('body'), "
-                 f"embedding => {openai(fake_url)}, scheduling => ai.scheduling_none(), "
-                 f"row_filter => 'content.body_ok(body)')")
+    create_docs_vectorizer(conn, fake_url, row_filter="'content.body_ok(body)'")
     conn.execute("DELETE FROM content.log")  # what create_vectorizer's backfill ran, as the owner
     run_worker(db)
     assert_ran_as_owner_only(db, owner)
@@ -123,8 +128,7 @@ def test_a_function_in_the_row_filter_runs_as_the_owner(
 def test_execute_vectorizer_by_a_superuser_runs_the_owners_code_as_the_owner(
         db: psycopg.Connection, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
     owner, conn = admin
-    vid = scalar(conn, f"SELECT ai.create_vectorizer('content.docs'::regclass, loading => ai.loading_column('body'), "
-                       f"embedding => {openai(fake_url)}, scheduling => ai.scheduling_none())")
+    vid = create_docs_vectorizer(conn, fake_url)
     plant_store_trigger(conn)
     out = scalar(db, "SELECT ai.execute_vectorizer(%s)", (vid,))
     assert out["rows"] == 2, out
@@ -134,8 +138,7 @@ def test_execute_vectorizer_by_a_superuser_runs_the_owners_code_as_the_owner(
 def test_an_ops_function_made_security_invoker_is_refused(
         db: psycopg.Connection, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
     owner, conn = admin
-    vid = scalar(conn, f"SELECT ai.create_vectorizer('content.docs'::regclass, loading => ai.loading_column('body'), "
-                       f"embedding => {openai(fake_url)}, scheduling => ai.scheduling_none())")
+    vid = create_docs_vectorizer(conn, fake_url)
     # The owner owns its ops function, so it can make it run as the caller; in a queue schema
     # of its own it could also replace the body with anything.
     plant_store_trigger(conn)
@@ -155,8 +158,7 @@ def test_an_ops_function_made_security_invoker_is_refused(
 def test_the_write_reads_staged_chunks_only_from_the_sessions_own_plain_table(
         db: psycopg.Connection, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
     _, conn = admin
-    vid = scalar(conn, f"SELECT ai.create_vectorizer('content.docs'::regclass, loading => ai.loading_column('body'), "
-                       f"embedding => {openai(fake_url)}, scheduling => ai.scheduling_none())")
+    vid = create_docs_vectorizer(conn, fake_url)
     # A caller's view in its place would run with the owner's rights when the write reads it.
     db.execute("CREATE TEMP VIEW _ai_staged_chunks AS SELECT ARRAY['1'] AS key, 0 AS chunk_seq, "
                "'x' AS chunk, '[1,2,3,4]'::vector AS embedding, ''::bytea AS chunk_hash")

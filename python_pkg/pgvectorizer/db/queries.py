@@ -26,8 +26,6 @@ from psycopg import sql
 # Positional: vectorizer id, operation (claim, read, existing, write, release, probe), jsonb
 # arguments. Returns one jsonb per row.
 OPS_CALL = sql.SQL("SELECT r FROM ai._vectorizer_ops_call(%s, %s, %s::pg_catalog.jsonb) AS r")
-# Queue rows a worker's claim looks at per key it may take (the SQL side's pick factor).
-PICK_FACTOR = 4
 # Positional: schema, table. The advisory-lock space of a vectorizer: its queue's oid, shifted
 # into int4 (a catalog read: no table of the owner's is touched).
 LOCK_SPACE = sql.SQL(

@@ -115,10 +115,6 @@ class QueueSession:
         if locks:
             await self.conn.execute(queries.UNLOCK, (self.lock_space, locks))
 
-    async def has_work(self) -> bool:
-        """Is there a row to claim now (or a failed item due again)?"""
-        return bool((await self._op("probe"))[0]["work"])
-
 
 async def load_vectorizers(conn: psycopg.AsyncConnection[Any],
                            ids: Iterable[int] | None = None) -> list[Mapping[str, Any]]:
