@@ -146,7 +146,8 @@ plpy.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp',
 if "pgvectorizer.indb.api" not in sys.modules:
     plpy.execute("SELECT ai._python_setup()")
 from pgvectorizer import pipeline
-from pgvectorizer.indb import executor, queue, spi
+from pgvectorizer.core import queue, steps
+from pgvectorizer.indb import executor, spi
 t_imported = time.perf_counter()
 spent = collections.defaultdict(float)
 calls = collections.Counter()
@@ -165,11 +166,25 @@ def timed(name, fn):
                 claims.append(d)
     return wrapper
 
+def timed_async(name, fn):
+    async def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            d = time.perf_counter() - t
+            spent[name] += d
+            calls[name] += 1
+            if name == "claim":
+                claims.append(d)
+    return wrapper
+
 executor.make_embedder = timed("make embedder (model load)", executor.make_embedder)
-queue.SpiQueue.__init__ = timed("queue set-up (plans)", queue.SpiQueue.__init__)
-queue.SpiQueue.claim = timed("claim", queue.SpiQueue.claim)
-queue.SpiQueue.existing = timed("existing chunks", queue.SpiQueue.existing)
-queue.SpiQueue.write = timed("write", queue.SpiQueue.write)
+VQ = queue.VectorizerQueue
+VQ.open = timed_async("queue set-up", VQ.open)
+VQ.claim = timed_async("claim", VQ.claim)
+VQ.existing = timed_async("existing chunks", VQ.existing)
+VQ.write = timed_async("write", VQ.write)
 pipeline.Pipeline.run = timed("pipeline", pipeline.Pipeline.run)
 pipeline.embed_isolating = timed("embed", pipeline.embed_isolating)
 if fast_text:
@@ -179,19 +194,15 @@ if fast_text:
         if fmt is None:
             fmt = formats[len(vec)] = "[" + ",".join(["%.9g"] * len(vec)) + "]"
         return fmt % tuple(vec.tolist())
-    spi.vector_text = timed("vector to text", vector_text)
+    steps.vector_text = timed("vector to text", vector_text)
 else:
-    spi.vector_text = timed("vector to text", spi.vector_text)
-plan_of = queue.SpiQueue._plan
-def named_plan(self, name):
-    plan = plan_of(self, name)
-    plan.bench_name = name
-    return plan
-queue.SpiQueue._plan = named_plan
-execute_plan = spi.Plan.execute
-def timed_execute(self, params=()):
-    return timed("SPI " + getattr(self, "bench_name", "?"), execute_plan)(self, params)
-spi.Plan.execute = timed_execute
+    steps.vector_text = timed("vector to text", steps.vector_text)
+# Each statement's SPI time, named by its operation (claim, read, existing, write, ...).
+rows_of = spi.SpiDriver.rows
+async def named_rows(self, statement, params=()):
+    name = params[1] if statement is queue.st.OPS_CALL else statement.sql.split()[1][:40]
+    return await timed_async("SPI " + str(name), rows_of)(self, statement, params)
+spi.SpiDriver.rows = named_rows
 
 v = executor.load(plpy, vectorizer_id)
 out = executor.execute(plpy, v, max_rows=None, max_seconds=max_seconds, env=os.environ)

@@ -29,7 +29,8 @@ import psycopg
 import pytest
 from pgvectorizer.chunking import make_chunker
 from pgvectorizer.config import Vectorizer
-from pgvectorizer.db.queue import QueueSession
+from pgvectorizer.core.queue import VectorizerQueue
+from pgvectorizer.db.driver import close_queue, open_queue
 from pgvectorizer.embedders import make_embedder
 from pgvectorizer.pipeline import Pipeline, digest
 from pgvectorizer.worker import Worker
@@ -146,22 +147,22 @@ def assert_consistent(db: psycopg.Connection, vid: int) -> None:
     assert store_problems(db, vid) == []
 
 
-Scenario = Callable[[QueueSession, Pipeline], Awaitable[None]]
+Scenario = Callable[[VectorizerQueue, Pipeline], Awaitable[None]]
 
 
 def with_worker_session(db: psycopg.Connection, vid: int, scenario: Scenario) -> None:
-    """Run scenario with one QueueSession (the worker's connection and statements) and its
+    """Run scenario with one VectorizerQueue (the worker's connection and statements) and its
     pipeline, embedding through the fake server."""
     v = Vectorizer.from_row(vectorizer(db, vid))
 
     async def main() -> None:
-        session = await QueueSession.open(dsn(db), v, lease=60, retry_base=0)
+        session = await open_queue(dsn(db), v, lease=60, retry_base=0)
         pipeline = Pipeline(v, make_embedder(v.embedding, KEY_ENV))
         try:
             await scenario(session, pipeline)
         finally:
             pipeline.embedder.close()
-            await session.close()
+            await close_queue(session)
 
     asyncio.run(main())
 
@@ -342,13 +343,13 @@ def test_the_worker_skips_the_keys_an_open_call_holds_and_claims_the_rest(
     writer.execute("UPDATE doc SET body = 'newer text of row 1' WHERE id = 1")  # held: queued again
     writer.execute("UPDATE doc SET body = 'newer text of row 5' WHERE id = 5")
 
-    async def scenario(s: QueueSession, p: Pipeline) -> None:
-        await s.conn.execute("SET statement_timeout = '5s'")  # a claim that waited would fail
-        token, claimed = await s.claim(100)
-        assert {int(r.key[0]) for r in claimed} == set(range(5, 11))
-        assert next(r.values["body"] for r in claimed if r.key == ("5",)) == "newer text of row 5"
-        await s.release(token)
-        await s.unlock([r.lock for r in claimed])
+    async def scenario(s: VectorizerQueue, p: Pipeline) -> None:
+        await s.driver.conn.execute("SET statement_timeout = '5s'")  # a claim that waited would fail
+        batch = await s.claim(100)
+        assert {int(r.key[0]) for r in batch.rows} == set(range(5, 11))
+        assert next(r.values["body"] for r in batch.rows if r.key == ("5",)) == "newer text of row 5"
+        await s.release(batch.token)
+        await s.unlock(batch)
 
     with_worker_session(db, doc, scenario)
     assert rows(db, "SELECT id FROM doc_embedding_store") == []  # nothing committed yet
@@ -366,12 +367,12 @@ def test_the_worker_writes_other_keys_while_a_call_is_open(
     tx = connect(autocommit=False, application_name=INDB)
     assert call(tx, doc, max_rows=4)["rows"] == 4
 
-    async def scenario(s: QueueSession, p: Pipeline) -> None:
-        token, claimed = await s.claim(100)
-        assert {int(r.key[0]) for r in claimed} == set(range(5, 11))
-        await s.conn.execute("SET lock_timeout = '1s'")  # the worker's own is 10 s
-        await s.write(token, claimed, p.run(claimed, await s.existing(token)))
-        await s.unlock([r.lock for r in claimed])
+    async def scenario(s: VectorizerQueue, p: Pipeline) -> None:
+        batch = await s.claim(100)
+        assert {int(r.key[0]) for r in batch.rows} == set(range(5, 11))
+        await s.driver.conn.execute("SET lock_timeout = '1s'")  # the worker's own is 10 s
+        await s.write(batch, p.run(batch.rows, await s.existing(batch)))
+        await s.unlock(batch)
 
     try:
         with_worker_session(db, doc, scenario)
@@ -394,11 +395,11 @@ def test_changes_to_held_keys_never_wait_and_win_after_commit(
     writer.execute("INSERT INTO doc (id, title, body) VALUES (4, 'New', 'row 4 is back')")
     writer.execute("UPDATE doc SET title = 'Retitled' WHERE id = 6")
 
-    async def scenario(s: QueueSession, p: Pipeline) -> None:
-        token, claimed = await s.claim(100)  # the held keys' new queue rows are left alone
-        assert {int(r.key[0]) for r in claimed} == {5, 6}
-        await s.release(token)
-        await s.unlock([r.lock for r in claimed])
+    async def scenario(s: VectorizerQueue, p: Pipeline) -> None:
+        batch = await s.claim(100)  # the held keys' new queue rows are left alone
+        assert {int(r.key[0]) for r in batch.rows} == {5, 6}
+        await s.release(batch.token)
+        await s.unlock(batch)
 
     with_worker_session(db, doc, scenario)
     tx.commit()
@@ -416,15 +417,15 @@ def test_a_call_skips_the_keys_a_worker_holds_and_nothing_is_stored_twice(
     indb = connect(application_name=INDB, statement_timeout="10s")  # a call that waited would fail
     writer = connect(lock_timeout="200ms")
 
-    async def scenario(s: QueueSession, p: Pipeline) -> None:
-        token, claimed = await s.claim(4)  # read, not yet written: the model is working
-        assert sorted(int(r.key[0]) for r in claimed) == [1, 2, 3, 4]
+    async def scenario(s: VectorizerQueue, p: Pipeline) -> None:
+        batch = await s.claim(4)  # read, not yet written: the model is working
+        assert sorted(int(r.key[0]) for r in batch.rows) == [1, 2, 3, 4]
         writer.execute("UPDATE doc SET body = 'newer text of row 2' WHERE id = 2")
         out = call(indb, doc)
         assert (out["stopped"], out["rows"]) == ("queue_empty", 6)
         assert sorted(r[0] for r in rows(db, "SELECT id FROM doc_embedding_store")) == list(range(5, 11))
-        await s.write(token, claimed, p.run(claimed, await s.existing(token)))
-        await s.unlock([r.lock for r in claimed])
+        await s.write(batch, p.run(batch.rows, await s.existing(batch)))
+        await s.unlock(batch)
 
     with_worker_session(db, doc, scenario)
     assert stored_text(db, 2) == ["text of row 2"] and queue_rows(db, doc) == [2]
@@ -449,12 +450,12 @@ def test_a_rolled_back_call_leaves_the_queue_as_it_was_and_frees_its_keys(
     assert rows(db, "SELECT id FROM doc_embedding_store") == []
     assert rows(db, "SELECT * FROM ai._vectorizer_worker_progress") == progress
 
-    async def scenario(s: QueueSession, p: Pipeline) -> None:
-        token, claimed = await s.claim(100)
-        assert sorted(int(r.key[0]) for r in claimed) == [1, 2, 3, 4, 5, 6]
-        assert {r.attempts for r in claimed} == {1}  # the rolled-back claim counted nothing
-        await s.write(token, claimed, p.run(claimed, await s.existing(token)))
-        await s.unlock([r.lock for r in claimed])
+    async def scenario(s: VectorizerQueue, p: Pipeline) -> None:
+        batch = await s.claim(100)
+        assert sorted(int(r.key[0]) for r in batch.rows) == [1, 2, 3, 4, 5, 6]
+        assert {r.attempts for r in batch.rows} == {1}  # the rolled-back claim counted nothing
+        await s.write(batch, p.run(batch.rows, await s.existing(batch)))
+        await s.unlock(batch)
 
     with_worker_session(db, doc, scenario)
     assert_consistent(db, doc)
@@ -476,11 +477,11 @@ def test_a_claim_finds_free_keys_behind_new_rows_of_held_keys(
     if first != [1, 2, 3, 4, 5]:
         pytest.fail(f"the queue is not laid out as this test needs: {first}")
 
-    async def scenario(s: QueueSession, p: Pipeline) -> None:
-        token, claimed = await s.claim(5)  # a batch no bigger than the held keys' rows ahead
-        await s.release(token)
-        await s.unlock([r.lock for r in claimed])
-        assert sorted(int(r.key[0]) for r in claimed) == [6, 7, 8, 9, 10]
+    async def scenario(s: VectorizerQueue, p: Pipeline) -> None:
+        batch = await s.claim(5)  # a batch no bigger than the held keys' rows ahead
+        await s.release(batch.token)
+        await s.unlock(batch)
+        assert sorted(int(r.key[0]) for r in batch.rows) == [6, 7, 8, 9, 10]
 
     try:
         with_worker_session(db, doc, scenario)
@@ -513,13 +514,13 @@ def test_a_slow_claim_never_stores_a_text_older_than_a_call_stored(
     db.execute(sql.SQL("INSERT INTO {} (id) VALUES (2), (3), (4)").format(queue))
     writer = connect(lock_timeout="200ms")  # a new backend: its insert goes where the room is
 
-    async def scenario(s: QueueSession, p: Pipeline) -> None:
-        await s.conn.execute("SET synchronize_seqscans = off")
+    async def scenario(s: VectorizerQueue, p: Pipeline) -> None:
+        await s.driver.conn.execute("SET synchronize_seqscans = off")
         claim = asyncio.create_task(s.claim(10))
         busy = ("SELECT state = 'active' AND strpos(query, '_vectorizer_ops_call') > 0 "
                 "FROM pg_stat_activity WHERE pid = %s")
         deadline = time.monotonic() + 10
-        while not scalar(db, busy, (s.conn.info.backend_pid,)):
+        while not scalar(db, busy, (s.driver.conn.info.backend_pid,)):
             assert time.monotonic() < deadline, "the claim never showed as running"
             await asyncio.sleep(0.001)
         await asyncio.sleep(0.01)  # the claim has its snapshot and row 1's queue row, and scans on
@@ -529,12 +530,12 @@ def test_a_slow_claim_never_stores_a_text_older_than_a_call_stored(
         out = call(indb, doc, max_rows=1)  # takes the new queue row and stores version two
         if pages != [0]:
             pytest.fail(f"row 1's queue rows are not all on the queue's first page: {pages}")
-        if not scalar(db, busy, (s.conn.info.backend_pid,)) or out["rows"] != 1:
+        if not scalar(db, busy, (s.driver.conn.info.backend_pid,)) or out["rows"] != 1:
             pytest.fail(f"the race was not set up: the claim ended first, or the call did {out}")
         assert stored_text(db, 1) == ["version two"]
-        token, claimed = await claim
-        await s.write(token, claimed, p.run(claimed, await s.existing(token)))
-        await s.unlock([r.lock for r in claimed])
+        batch = await claim
+        await s.write(batch, p.run(batch.rows, await s.existing(batch)))
+        await s.unlock(batch)
 
     with_worker_session(db, doc, scenario)
     # Off with the backlog, by TRUNCATE: its buffers are dropped rather than written out at

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, db_url: str) -> int:
     """Print one line per hit: rank, distance, key, the chosen columns and the chunk."""
     # The db layer (psycopg) and the embedders load only when a search runs.
-    from pgvectorizer.db.search import search
+    from pgvectorizer.search import search
 
     try:
         hits = search(db_url, args.vectorizer, args.query, limit=args.limit)

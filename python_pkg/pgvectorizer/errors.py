@@ -9,6 +9,10 @@ class VectorizerError(Exception):
     """Base of the package's own errors."""
 
 
+class QueueMissing(VectorizerError, LookupError):
+    """A vectorizer's queue table is not there (dropped by hand, or the vectorizer with it)."""
+
+
 class ConfigError(VectorizerError):
     """A vectorizer's configuration cannot work as it stands (a bad model, a missing API key).
 

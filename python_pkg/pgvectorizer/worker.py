@@ -13,21 +13,26 @@ import contextlib
 import logging
 import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
-
-import psycopg
 
 from .config import DEFAULT_LEASE, DEFAULT_RETRY_BASE, Vectorizer
+from .core.queue import Embed, Existing, run_batch
+from .core.steps import FAILED_RETRY
+from .db import catalog as db
 from .db import index as db_index
-from .db import queue as db
-from .db.connection import connect
-from .db.steps import FAILED_RETRY
+from .db.connection import (
+    Connection,
+    ConnectionFailed,
+    DatabaseError,
+    NotAllowed,
+    connect,
+    lost_connection,
+)
+from .db.driver import close_queue, open_queue
 from .dotenv import load_env
 from .embedders import make_embedder
-from .errors import ConfigError, VectorizerError
+from .errors import ConfigError, QueueMissing, VectorizerError
 from .pipeline import BatchResult, Pipeline, RowError, SourceRow
 from .progress import Progress
 
@@ -48,13 +53,6 @@ INDEX_CHECK_INTERVAL = 30.0  # seconds
 # after this long, doubling up to the cap.
 RECONNECT_FIRST = 1.0  # seconds
 RECONNECT_CAP = 30.0  # seconds
-
-
-def _lost_connection(e: BaseException) -> bool:
-    """Whether a database error means the session is gone (or cannot be had), rather than a
-    statement that failed: then nothing is recorded (it could not be) and the worker waits
-    for the database with a backoff."""
-    return isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled)
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -106,7 +104,7 @@ class Worker:
         self._no_index: set[int] = set()  # vectorizers whose index this role may not build
         # Batches whose session died with the database connection, by vectorizer: given back
         # (released) on the next session, so their rows need not wait for the lease to end.
-        self._orphaned: dict[int, list[uuid.UUID]] = {}
+        self._orphaned: dict[int, list[str]] = {}
         self._outage: dict[int, bool] = {}  # vectorizers whose last drain lost the database
         self._outage_since: float | None = None  # for one log line per outage
 
@@ -171,7 +169,7 @@ class Worker:
                     async with await connect(self.db_url, purpose="catalog") as conn:
                         vectorizers = {v.id: v for v in await self._vectorizers(conn)}
                     self._database_back()
-                except psycopg.OperationalError as e:
+                except ConnectionFailed as e:
                     # Keep serving what is known: an outage drops no vectorizer.
                     self._database_lost(e)
                     vectorizers = dict(self._known)
@@ -227,12 +225,12 @@ class Worker:
         try:
             for statement in await db_index.keep(self.db_url, v.id):
                 logger.info("vectorizer %s: %s", v.name, statement)
-        except psycopg.errors.InsufficientPrivilege as e:
+        except NotAllowed as e:
             self._no_index.add(v.id)
             logger.warning("vectorizer %s: this role may not build its vector index (%s); run a "
                            "worker as the store's owner, or schedule it with pg_cron",
                            v.name, str(e).strip())
-        except psycopg.Error as e:
+        except DatabaseError as e:
             await self._record(v, f"building the vector index: {e}")
 
     async def _sleep(self, event: asyncio.Event | None, seconds: float) -> None:
@@ -250,7 +248,7 @@ class Worker:
     async def _watch(self) -> None:
         """Every WAKE_INTERVAL: wake idle vectorizers with claimable rows; notice new ones."""
         assert self._catalog_changed is not None
-        conn: psycopg.AsyncConnection[Any] | None = None
+        conn: Connection | None = None
         try:
             while not self.stopping:
                 await self._sleep(None, WAKE_INTERVAL)
@@ -268,8 +266,8 @@ class Worker:
                             continue
                         if await db.has_work(conn, vid):
                             event.set()
-                except psycopg.Error as e:
-                    if _lost_connection(e):
+                except DatabaseError as e:
+                    if lost_connection(e):
                         self._database_lost(e)
                     else:
                         logger.warning("looking for work failed (%s); trying again", e)
@@ -280,7 +278,7 @@ class Worker:
             if conn is not None:
                 await conn.close()
 
-    async def _vectorizers(self, conn: psycopg.AsyncConnection[Any]) -> list[Vectorizer]:
+    async def _vectorizers(self, conn: Connection) -> list[Vectorizer]:
         rows = await db.load_vectorizers(conn, self.vectorizer_ids)
         if self.vectorizer_ids:
             missing = sorted(set(self.vectorizer_ids) - {r["id"] for r in rows})
@@ -318,85 +316,75 @@ class Worker:
     async def _drain_with(self, v: Vectorizer) -> None:
         embedder = await asyncio.to_thread(make_embedder, v.embedding, self.env)
         try:
-            pipeline = Pipeline(v, embedder)
+            embed = self._embedder(v, Pipeline(v, embedder))
             stop = asyncio.Event()  # set by a runner that meets a configuration error
             # Each unit of concurrency keeps two batches going, so that one is read or written
             # while the other waits on the model: the database and the provider work at once.
             n = (self.concurrency or v.concurrency) * BATCHES_IN_FLIGHT
-            await asyncio.gather(*(self._runner(v, pipeline, stop) for _ in range(n)))
+            await asyncio.gather(*(self._runner(v, embed, stop) for _ in range(n)))
         finally:
             embedder.close()
 
-    async def _runner(self, v: Vectorizer, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def _runner(self, v: Vectorizer, embed: Embed, stop: asyncio.Event) -> None:
         try:
-            session = await db.QueueSession.open(self.db_url, v, lease=self.lease,
-                                                 retry_base=self.retry_base,
-                                                 failed_retry=self.failed_retry)
-            for orphan in self._orphaned.pop(v.id, []):
-                await session.release(orphan)
-        except psycopg.Error as e:
-            if _lost_connection(e):
+            queue = await open_queue(self.db_url, v, lease=self.lease, retry_base=self.retry_base,
+                                     failed_retry=self.failed_retry)
+        except (DatabaseError, QueueMissing) as e:
+            if lost_connection(e):
                 self._outage[v.id] = True
                 self._database_lost(e)
                 return
             await self._record(v, f"cannot open the queue: {e}")
             return
-        token: uuid.UUID | None = None  # the batch in hand
         try:
+            for orphan in self._orphaned.pop(v.id, []):
+                await queue.release(orphan)
             while not self.stopping and not stop.is_set():
-                token, rows = await session.claim(v.batch_size)
-                if not rows:
-                    return
                 try:
-                    await self._batch(session, pipeline, token, rows)
+                    written = await run_batch(queue, embed, v.batch_size)
                 except ConfigError as e:
                     stop.set()
-                    await session.release(token)
                     await self._record(v, f"configuration: {e}")
-                finally:
-                    await session.unlock([r.lock for r in rows])
-                token = None
+                    return
+                if written is None:
+                    return
                 if self._progress is not None:
-                    self._progress.update(len(rows))
-        except psycopg.Error as e:
-            if _lost_connection(e):
+                    self._progress.update(len(written.batch.rows))
+        except DatabaseError as e:
+            if lost_connection(e):
                 # The session and the batch's locks are gone. Its rows are given back on the
                 # next session (if its write did commit, there is nothing left to give back),
                 # so they need not wait for their lease.
                 self._outage[v.id] = True
                 self._database_lost(e)
-                if token is not None:
-                    self._orphaned.setdefault(v.id, []).append(token)
+                if queue.batch is not None:
+                    self._orphaned.setdefault(v.id, []).append(queue.batch.token)
                 return
             # A statement failed: the rows come back when their lease ends, and a row that
             # keeps failing ends in the failed items after its attempts.
             logger.error("vectorizer %s: database error: %s", v.name, e)
             await self._record(v, f"database: {e}")
         finally:
-            await session.close()
+            await close_queue(queue)
 
-    async def _batch(self, session: db.QueueSession, pipeline: Pipeline, token: uuid.UUID,
-                     rows: list[SourceRow]) -> None:
-        existing = await session.existing(token)
-        try:
-            result = await asyncio.to_thread(pipeline.run, rows, existing)
-        except ConfigError:
-            raise
-        except Exception as e:  # a bug must not lose rows or spin: retry later
-            logger.exception("vectorizer %s: the pipeline failed", session.v.name)
-            result = BatchResult(errors=[RowError(r.key, "pipeline", repr(e), transient=True)
-                                         for r in rows])
-        await session.write(token, rows, result)
-        logger.debug("vectorizer %s: %d rows done, %d errors, %d texts embedded, %d reused",
-                     session.v.name, result.done, len(result.errors), result.embedded, result.reused)
-        for err in result.errors[:1]:
-            logger.warning("vectorizer %s: %s failed for %d row(s): %s", session.v.name, err.step,
-                           len(result.errors), err.message)
+    def _embedder(self, v: Vectorizer, pipeline: Pipeline) -> Embed:
+        """The pipeline in a thread (the event loop claims and writes meanwhile); a bug in it
+        must neither lose rows nor spin, so its rows are tried again later."""
+        async def embed(rows: list[SourceRow], existing: Existing) -> BatchResult:
+            try:
+                return await asyncio.to_thread(pipeline.run, rows, existing)
+            except ConfigError:
+                raise
+            except Exception as e:
+                logger.exception("vectorizer %s: the pipeline failed", v.name)
+                return BatchResult(errors=[RowError(r.key, "pipeline", repr(e), transient=True)
+                                           for r in rows])
+        return embed
 
     async def _record(self, v: Vectorizer, message: str) -> None:
         logger.error("vectorizer %s: %s", v.name, message)
         self._error(f"vectorizer {v.name}: {message}")
-        with contextlib.suppress(psycopg.Error):
+        with contextlib.suppress(DatabaseError):
             async with await connect(self.db_url, purpose="errors") as conn:
                 await db.record_error(conn, v.id, message)
 

@@ -12,6 +12,12 @@ from psycopg.pq import Format
 
 from ..vectors import parse_vector, vector_text
 
+# What the layers above see of the driver: a connection, and errors to tell apart.
+Connection = psycopg.AsyncConnection[Any]
+DatabaseError = psycopg.Error
+ConnectionFailed = psycopg.OperationalError  # no session, or the one there was is gone
+NotAllowed = psycopg.errors.InsufficientPrivilege
+
 APPLICATION_NAME = "pgvectorizer-worker"
 # TCP keepalives: a worker whose machine vanished loses its session, and with it the
 # advisory locks on the rows it held, within about a minute.
@@ -92,3 +98,10 @@ async def connect(db_url: str, *, purpose: str = "") -> psycopg.AsyncConnection[
     except psycopg.errors.UndefinedObject:
         pass  # no vectorizer can exist without it; the catalog query will say so
     return conn
+
+
+def lost_connection(e: BaseException) -> bool:
+    """Whether a database error means the session is gone (or cannot be had), rather than a
+    statement that failed: then nothing is recorded (it could not be) and the worker waits
+    for the database with a backoff."""
+    return isinstance(e, ConnectionFailed) and not isinstance(e, psycopg.errors.QueryCanceled)

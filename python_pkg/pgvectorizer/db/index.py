@@ -12,13 +12,14 @@ from typing import Any
 
 import psycopg
 
-from . import queries
+from ..core import statements as st
 from .connection import NO_TIMEOUTS, connect
+from .driver import fetch
 
 
 async def plan(conn: psycopg.AsyncConnection[Any], vectorizer_id: int) -> str | None:
-    row = await (await conn.execute(queries.INDEX_PLAN, (vectorizer_id,))).fetchone()
-    return str(row[0]) if row and row[0] else None
+    found = await fetch(conn, st.INDEX_PLAN, (vectorizer_id,))
+    return str(found[0][0]) if found and found[0][0] else None
 
 
 async def keep(db_url: str, vectorizer_id: int) -> list[str]:
@@ -32,8 +33,8 @@ async def keep(db_url: str, vectorizer_id: int) -> list[str]:
         statement = await plan(conn, vectorizer_id)
         if statement is None:
             return done
-        row = await (await conn.execute(queries.INDEX_TRY_LOCK, (vectorizer_id,))).fetchone()
-        if not (row and row[0]):
+        locked = await fetch(conn, st.INDEX_TRY_LOCK, (vectorizer_id,))
+        if not (locked and locked[0][0]):
             return done
         await conn.execute(NO_TIMEOUTS)
         try:
@@ -42,5 +43,5 @@ async def keep(db_url: str, vectorizer_id: int) -> list[str]:
                 done.append(statement)
                 statement = await plan(conn, vectorizer_id)
         finally:
-            await conn.execute(queries.INDEX_UNLOCK, (vectorizer_id,))
+            await fetch(conn, st.INDEX_UNLOCK, (vectorizer_id,))
     return done

@@ -1,16 +1,19 @@
-"""Semantic search over a vectorizer's view, with the query embedded by the same model."""
+"""The database side of semantic search: a vectorizer's row, then the nearest chunks in its view.
+
+The query's vector comes from the caller (pgvectorizer/search.py embeds it with the
+vectorizer's own model), so this layer needs no embedder."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
 from ..config import Vectorizer
-from ..embedders import make_embedder
 from ..errors import ConfigError
 from .connection import SESSION_SETUP, register_vector
 
@@ -27,9 +30,10 @@ class Hit:
     row: Mapping[str, Any]  # the source row's other columns, from the view
 
 
-def search(db_url: str, vectorizer: str, query: str, *, limit: int = 5,
-           env: Mapping[str, str] | None = None) -> list[Hit]:
-    """The `limit` chunks nearest to `query` in a vectorizer (by name or id) with a store."""
+def nearest(db_url: str, vectorizer: str, query_vector: Callable[[Vectorizer], np.ndarray], *,
+            limit: int = 5) -> list[Hit]:
+    """The `limit` chunks nearest to query_vector(v) in a vectorizer v (by name or id) with a
+    store."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(SESSION_SETUP)
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
@@ -42,11 +46,7 @@ def search(db_url: str, vectorizer: str, query: str, *, limit: int = 5,
         if v.to_column:
             raise ConfigError(f"vectorizer {v.name!r} stores one vector per row in a column; "
                               "search its table directly")
-        embedder = make_embedder(v.embedding, env)
-        try:
-            vector = embedder.embed([query])[0]
-        finally:
-            embedder.close()
+        vector = query_vector(v)
         # pgvector's type and operators live in its extension's schema, which need not be public.
         found_type = conn.execute(
             "SELECT t.oid, n.nspname FROM pg_catalog.pg_type t "
@@ -69,4 +69,4 @@ def search(db_url: str, vectorizer: str, query: str, *, limit: int = 5,
                 {k: val for k, val in r.items() if k not in hidden}) for r in found]
 
 
-__all__ = ["Hit", "search"]
+__all__ = ["Hit", "nearest"]

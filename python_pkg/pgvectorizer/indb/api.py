@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from ..db import queries
+from ..core import statements as st
 from ..errors import (
     ApiKeyMissing,
     EndpointNotAllowed,
@@ -135,7 +135,7 @@ def run_job(plpy: Any, vectorizer_id: int) -> None:
     except (VectorizerError, ImportError, LookupError) as exc:
         plpy.rollback()
         pin()
-        Plan(plpy, queries.RECORD_ERROR, ["int4", "text", "jsonb"]).execute(
+        Plan(plpy, st.RECORD_ERROR).execute(
             [vectorizer_id, f"{type(exc).__name__}: {exc}", json.dumps({"step": "pg_cron job"})])
         commit()
         fail(plpy, exc, f"vectorizer {v.name!r}")

@@ -15,8 +15,8 @@ from typing import Any
 from ..embedders import Embedder, make_embedder
 from ..errors import ConfigError
 from ..pipeline import embed_isolating
+from ..vectors import vector_text
 from .interrupt import InterruptibleEmbedder
-from .spi import vector_text
 
 CACHE_SIZE = 256  # answers kept per backend
 

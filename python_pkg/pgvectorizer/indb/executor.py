@@ -16,11 +16,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..config import DEFAULT_LEASE, DEFAULT_RETRY_BASE, Vectorizer
+from ..core import statements as st
+from ..core.queue import Existing, VectorizerQueue, Written, run_batch, run_sync
 from ..embedders import make_embedder
 from ..errors import DeadlineReached
-from ..pipeline import Pipeline
+from ..pipeline import BatchResult, Pipeline, SourceRow
 from .interrupt import InterruptibleEmbedder
-from .queue import SpiQueue
+from .spi import Plan, SpiDriver
 
 
 @dataclass
@@ -38,14 +40,23 @@ class Outcome:
     stopped: str = ""  # queue_empty, max_rows, max_seconds
     seconds: float = 0.0
 
+    def add(self, written: Written) -> None:
+        result = written.result
+        self.batches += 1
+        self.rows += result.done
+        self.chunks += len(result.chunks) + len(result.column_values)
+        self.embedded += result.embedded
+        self.reused += result.reused
+        self.retried += written.retried
+        self.failed += written.failed
+
     def as_json(self) -> str:
         return json.dumps(asdict(self))
 
 
 def load(plpy: Any, vectorizer_id: int) -> Vectorizer:
     """The vectorizer's catalog row; LookupError when there is none."""
-    plan = plpy.prepare("SELECT * FROM ai.vectorizer WHERE id = $1", ["int4"])
-    rows = plan.execute([vectorizer_id])
+    rows = Plan(plpy, st.VECTORIZER).execute([vectorizer_id])
     if not rows:
         raise LookupError(f"vectorizer {vectorizer_id} does not exist")
     row = dict(rows[0])
@@ -59,8 +70,9 @@ def execute(plpy: Any, v: Vectorizer, *, max_rows: int | None, max_seconds: floa
             started: float | None = None) -> Outcome:
     start = time.monotonic() if started is None else started
     out = Outcome(v.id)
-    queue = SpiQueue(plpy, v, lease=DEFAULT_LEASE, retry_base=DEFAULT_RETRY_BASE)
-    if not queue.has_work():
+    queue = run_sync(VectorizerQueue(SpiDriver(plpy), v, lease=DEFAULT_LEASE,
+                                     retry_base=DEFAULT_RETRY_BASE).open())
+    if not run_sync(queue.has_work()):
         # A scheduled run is a new backend: with nothing to do, it loads no model.
         out.stopped = "queue_empty"
         out.seconds = round(time.monotonic() - start, 3)
@@ -71,6 +83,10 @@ def execute(plpy: Any, v: Vectorizer, *, max_rows: int | None, max_seconds: floa
     deadline = None if max_seconds is None else start + max_seconds
     pipeline = Pipeline(v, InterruptibleEmbedder(make_embedder(v.embedding, env, server_side=True),
                                                  plpy, deadline))
+
+    async def embed(rows: list[SourceRow], existing: Existing) -> BatchResult:
+        return pipeline.run(rows, existing)  # in this (the backend's) thread: it touches plpy
+
     last = 0.0  # seconds the last batch took
     claimed = 0
     try:
@@ -83,26 +99,17 @@ def execute(plpy: Any, v: Vectorizer, *, max_rows: int | None, max_seconds: floa
                 break
             began = time.monotonic()
             limit = v.batch_size if max_rows is None else min(v.batch_size, max_rows - claimed)
-            token, rows = queue.claim(limit)
-            if not rows:
-                out.stopped = "queue_empty"
-                break
-            claimed += len(rows)
             try:
-                result = pipeline.run(rows, queue.existing(token))
+                written = run_sync(run_batch(queue, embed, limit))
             except DeadlineReached:
-                # max_seconds ran out while the provider worked: the rows go back untouched.
-                queue.release(token)
+                # max_seconds ran out while the provider worked: the rows went back untouched.
                 out.stopped = "max_seconds"
                 break
-            counts = queue.write(token, rows, result)
-            out.batches += 1
-            out.rows += result.done
-            out.chunks += len(result.chunks) + len(result.column_values)
-            out.embedded += result.embedded
-            out.reused += result.reused
-            out.retried += counts["retry"]
-            out.failed += counts["give_up"]
+            if written is None:
+                out.stopped = "queue_empty"
+                break
+            claimed += len(written.batch.rows)
+            out.add(written)
             if commit is not None:
                 commit()
             last = time.monotonic() - began

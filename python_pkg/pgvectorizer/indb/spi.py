@@ -1,65 +1,78 @@
-"""The worker's named statements (psycopg.sql, %s placeholders) as PL/Python plans ($n)."""
+"""The in-database adapter of the queue core: statements as PL/Python plans, inside the
+caller's transaction.
+
+Key locks are transaction locks here, so a failed call can leave none behind, and a batch's
+chunks travel in the write's jsonb arguments (SPI has no COPY).
+"""
 
 from __future__ import annotations
 
-import re
+import contextlib
+import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from psycopg import sql
 
-# Re-exported: callers (and bench/indb_run.py's profile) find them here.
-from ..vectors import parse_vector, vector_text
+from ..config import Vectorizer
+from ..core.statements import Statement
+from ..vectors import vector_text
 
-_MARK = re.compile(r"%\((\w+)\)s|%s|%%")
-__all__ = ["Plan", "parse_vector", "to_dollar", "vector_text"]
-
-
-def to_dollar(query: sql.Composable | str) -> tuple[str, list[str | int]]:
-    """The query with $n placeholders, and what each $n stands for: a parameter's name, or
-    the index of a positional one. `%%` becomes `%`."""
-    text = query if isinstance(query, str) else query.as_string(None)
-    order: list[str | int] = []
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "%%":
-            return "%"
-        key: str | int = m.group(1) if m.group(1) is not None else sum(
-            isinstance(k, int) for k in order)
-        if isinstance(key, str) and key in order:
-            return f"${order.index(key) + 1}"
-        order.append(key)
-        return f"${len(order)}"
-
-    return _MARK.sub(sub, text), order
+JSONB_OID = 3802  # a built-in type's oid is fixed; PL/Python hands jsonb over as text
 
 
 def _value(value: Any) -> Any:
-    """What PL/Python can pass on: vectors as text, uuids as text, lists element-wise."""
+    """What PL/Python can pass on: vectors as text, uuids as text, mappings as json text,
+    lists element-wise."""
     if isinstance(value, np.ndarray):
         return vector_text(value)
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value))
     if isinstance(value, list):
         return [_value(v) for v in value]
     return value
 
 
 class Plan:
-    """A prepared statement; `types` gives each parameter's SQL type by name or position."""
+    """A statement prepared once per backend."""
 
-    def __init__(self, plpy: Any, query: sql.Composable | str,
-                 types: Mapping[str, str] | Sequence[str] = ()) -> None:
-        text, self.order = to_dollar(query)
-        by_key: dict[str | int, str] = {}
-        by_key.update(enumerate(types) if isinstance(types, Sequence) else types.items())
-        self.plan = plpy.prepare(text, [by_key[k] for k in self.order])
+    def __init__(self, plpy: Any, statement: Statement) -> None:
+        self.plan = plpy.prepare(statement.sql, list(statement.types))
 
-    def execute(self, params: Mapping[str, Any] | Sequence[Any] = ()) -> Any:
-        if isinstance(params, Mapping):
-            args = [params[k] for k in self.order]  # type: ignore[index]
-        else:
-            args = list(params)
-        return self.plan.execute([_value(a) for a in args])
+    def execute(self, params: Sequence[Any] = ()) -> Any:
+        return self.plan.execute([_value(a) for a in params])
+
+
+class SpiDriver:
+    """Implements core.queue.Driver over SPI."""
+
+    xact_locks = True  # transaction locks: they end with the caller's transaction
+
+    def __init__(self, plpy: Any) -> None:
+        self.plpy = plpy
+        self._plans: dict[Statement, Plan] = {}
+
+    async def rows(self, statement: Statement, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        plan = self._plans.get(statement)
+        if plan is None:
+            plan = self._plans[statement] = Plan(self.plpy, statement)
+        result = plan.execute(params)
+        if not result.nrows():
+            return []
+        names = result.colnames()
+        jsonb = [t == JSONB_OID for t in result.coltypes()]
+        return [tuple(json.loads(r[n]) if j and r[n] is not None else r[n]
+                      for n, j in zip(names, jsonb, strict=True)) for r in result]
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield  # the caller's transaction is open already; a failure aborts it whole
+
+    async def prepare_staging(self, v: Vectorizer) -> bool:
+        return False
+
+    async def stage(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        raise NotImplementedError("SPI has no staging: chunks go in the write's arguments")
