@@ -1,6 +1,21 @@
 -- ai.create_vectorizer: pgai's signature, plus row_filter. Everything happens in the caller's
 -- transaction, so an error leaves nothing half-made, and with the caller's rights, except the
 -- catalog row and the queue, which ai._vectorizer_register makes after checking the caller.
+--
+-- It runs in steps, each a function of its own:
+--   ai._vectorizer_check_source      the source is a permanent table (before it is locked);
+--   ai._vectorizer_resolve_config    the user's configs checked against each other and the
+--                                    source, defaults filled in: the config the catalog stores;
+--   ai._vectorizer_check_targets     nothing stands where the new objects go;
+--   ai._vectorizer_register          the catalog row, the queue, the ops function and the
+--                                    schedule, after checking the caller (035_register.sql);
+--   ai._vectorizer_create_objects    the store and view (or vector column), the triggers on the
+--                                    source and the grants, from the catalog row alone.
+-- So the objects of an existing vectorizer can be made again from its row alone, without the
+-- checks of user input: its queue, failed-items table, trigger function and ops function by
+-- ai._vectorizer_create_queue(v) and its schedule by ai._vectorizer_schedule(v), as the
+-- extension's owner (as ai._vectorizer_register does), then the rest by
+-- ai._vectorizer_create_objects(v), as the vectorizer's owner.
 
 -- NULL when Python's re compiles the pattern, else its message. Standard library only (no
 -- package import): create_vectorizer needs no pgvectorizer package on the server.
@@ -16,51 +31,17 @@ return None
 $$;
 COMMENT ON FUNCTION ai._check_python_regex(text) IS 'NULL when Python''s re accepts a regular expression, else its error';
 
-CREATE FUNCTION ai.create_vectorizer
-( source regclass
-, name text DEFAULT NULL
-, destination jsonb DEFAULT ai.destination_table()
-, loading jsonb DEFAULT NULL
-, parsing jsonb DEFAULT ai.parsing_auto()
-, embedding jsonb DEFAULT NULL
-, chunking jsonb DEFAULT NULL
-, indexing jsonb DEFAULT ai.indexing_default()
-, formatting jsonb DEFAULT ai.formatting_python_template()
-, scheduling jsonb DEFAULT ai.scheduling_default()
-, processing jsonb DEFAULT ai.processing_default()
-, queue_schema name DEFAULT NULL
-, queue_table name DEFAULT NULL
-, grant_to name[] DEFAULT ai.grant_to()
-, enqueue_existing bool DEFAULT true
-, if_not_exists bool DEFAULT false
-, row_filter text DEFAULT NULL
-) RETURNS int4
-LANGUAGE plpgsql VOLATILE
+
+-- The source must be a permanent table. Before the lock: a view or a sequence is refused here,
+-- not by LOCK TABLE.
+CREATE FUNCTION ai._vectorizer_check_source(source regclass) RETURNS void
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    src_schema   name;
-    src_table    name;
-    src_kind     "char";
-    src_persist  "char";
-    separator    text;
-    problem      text;
-    pk           jsonb;
-    pk_names     name[];
-    load_att     pg_attribute;
-    tmpl_cols    name[];
-    filter_cols  name[];
-    col          name;
-    reserved     text[];
-    dims         int4;
-    v            ai.vectorizer;
-    existing     int4;
+    src_kind    "char";
+    src_persist "char";
 BEGIN
-    IF source IS NULL THEN
-        RAISE EXCEPTION 'create_vectorizer: source is required' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM ai._vectorizer_require_admin('create_vectorizer');
-    SELECT n.nspname, c.relname, c.relkind, c.relpersistence INTO src_schema, src_table, src_kind, src_persist
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
+    SELECT c.relkind, c.relpersistence INTO src_kind, src_persist FROM pg_class c WHERE c.oid = source;
     IF src_kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'create_vectorizer: source % is not a table', source USING ERRCODE = 'wrong_object_type';
     END IF;
@@ -71,8 +52,43 @@ BEGIN
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Workers read the source from sessions of their own, which cannot see another session''s temporary tables; use a regular (or unlogged) table.';
     END IF;
-    -- Writers wait from here to commit, so no row changes between the trigger and the backfill.
-    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_check_source(regclass) IS 'Refuse a vectorizer source that is not a permanent table';
+
+-- The config a new vectorizer stores (ai.vectorizer.config), from create_vectorizer's
+-- arguments: each checked to be the right kind of config, defaults that depend on the other
+-- choices filled in, the choices checked against each other and against the source (its key,
+-- the loading, template and row-filter columns), and the destination's names resolved. Raises
+-- on the first problem, in the order create_vectorizer has always reported them.
+CREATE FUNCTION ai._vectorizer_resolve_config
+( source regclass
+, destination jsonb
+, loading jsonb
+, parsing jsonb
+, embedding jsonb
+, chunking jsonb
+, indexing jsonb
+, formatting jsonb
+, scheduling jsonb
+, processing jsonb
+, grant_to name[]
+, row_filter text
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src_schema   name;
+    src_table    name;
+    separator    text;
+    problem      text;
+    load_att     pg_attribute;
+    tmpl_cols    name[];
+    filter_cols  name[];
+    col          name;
+    dims         int4;
+BEGIN
+    SELECT n.nspname, c.relname INTO src_schema, src_table
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
 
     PERFORM ai._check_config(destination, 'destination', 'destination');
     PERFORM ai._check_config(loading, 'loading', 'loading');
@@ -153,8 +169,8 @@ BEGIN
             USING ERRCODE = 'feature_not_supported', HINT = 'CREATE EXTENSION pg_cron, or pass scheduling => ai.scheduling_none().';
     END IF;
 
-    pk := ai._source_pk(source);
-    pk_names := ARRAY(SELECT p->>'attname' FROM jsonb_array_elements(pk) AS p);
+    -- A source without a primary key is refused here, before its columns are looked at.
+    PERFORM ai._source_pk(source);
 
     -- The loading column: text of some kind.
     load_att := ai._source_column(source, (loading->>'column_name')::name, 'loading');
@@ -191,29 +207,52 @@ BEGIN
             'view_schema', coalesce(destination->>'view_schema', destination->>'target_schema', src_schema),
             'view_name', ai._check_identifier(coalesce(destination->>'view_name',
                 destination->>'destination', src_table || '_embedding'), 'view'));
-        name := coalesce(name, format('%s_%s', destination->>'view_schema', destination->>'view_name'));
     ELSIF destination->>'implementation' = 'column' THEN
         IF chunking->>'implementation' <> 'none' THEN
             RAISE EXCEPTION 'create_vectorizer: destination_column stores one embedding per row, so chunking must be ai.chunking_none()'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        name := coalesce(name, format('%s_%s_%s', src_schema, src_table, destination->>'embedding_column'));
     ELSE
         RAISE EXCEPTION 'create_vectorizer: unknown destination implementation %', quote_nullable(destination->>'implementation')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    SELECT id INTO existing FROM ai.vectorizer WHERE vectorizer.name = create_vectorizer.name;
-    IF FOUND THEN
-        IF if_not_exists THEN
-            RAISE NOTICE 'vectorizer "%" already exists, skipping', name;
-            RETURN existing;
-        END IF;
-        RAISE EXCEPTION 'create_vectorizer: a vectorizer named "%" already exists (id %)', name, existing
-            USING ERRCODE = 'duplicate_object', HINT = 'Pass another name, or if_not_exists => true.';
-    END IF;
+    RETURN jsonb_build_object(
+        'version', '@EXTVERSION@',
+        'loading', loading, 'parsing', parsing, 'embedding', embedding, 'chunking', chunking,
+        'formatting', formatting, 'indexing', indexing, 'scheduling', scheduling,
+        'processing', processing, 'destination', destination,
+        'row_filter', row_filter,
+        'filter_columns', to_jsonb(filter_cols),
+        'template_columns', to_jsonb(tmpl_cols),
+        'grant_to', to_jsonb(coalesce(grant_to, '{}')));
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_resolve_config(regclass, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, name[], text)
+    IS 'Check create_vectorizer''s configs against each other and the source, and return the config a new vectorizer stores';
 
-    -- Nothing may stand where the new objects go.
+-- A vectorizer's name when create_vectorizer is given none, as pgai's: the view's schema and
+-- name, or the source's schema, table and vector column.
+CREATE FUNCTION ai._vectorizer_default_name(source regclass, config jsonb) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT CASE config->'destination'->>'implementation'
+                   WHEN 'table' THEN format('%s_%s', config->'destination'->>'view_schema', config->'destination'->>'view_name')
+                   WHEN 'column' THEN format('%s_%s_%s', n.nspname, c.relname, config->'destination'->>'embedding_column')
+               END
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source);
+COMMENT ON FUNCTION ai._vectorizer_default_name(regclass, jsonb) IS 'The name create_vectorizer gives a vectorizer it is given no name for';
+
+-- Nothing may stand where a new vectorizer's objects go (its queue tables are checked
+-- by ai._vectorizer_register, which names them): the store, the view or the vector column, the
+-- view's own columns, and the queue's bookkeeping columns beside the key.
+CREATE FUNCTION ai._vectorizer_check_targets(source regclass, config jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    destination jsonb := config->'destination';
+    reserved    text[];
+    col         name;
+BEGIN
     IF destination->>'implementation' = 'table' THEN
         reserved := ARRAY['embedding_uuid', 'chunk_seq', 'chunk', 'embedding'];
         SELECT attname INTO col FROM pg_attribute
@@ -240,28 +279,98 @@ BEGIN
     END IF;
 
     -- The queue repeats the primary key beside its own bookkeeping columns.
-    col := (SELECT c FROM unnest(pk_names) AS c
-             WHERE c = ANY (ARRAY['queued_at', 'attempts', 'retry_after', 'claimed_by', 'failed_at', 'failure_step', 'error',
-                                  'embedding_uuid', 'chunk_seq', 'chunk', 'embedding', 'chunk_hash']) LIMIT 1);
+    col := (SELECT p->>'attname' FROM jsonb_array_elements(ai._source_pk(source)) AS p
+             WHERE p->>'attname' = ANY (ARRAY['queued_at', 'attempts', 'retry_after', 'claimed_by', 'failed_at', 'failure_step', 'error',
+                                              'embedding_uuid', 'chunk_seq', 'chunk', 'embedding', 'chunk_hash']) LIMIT 1);
     IF col IS NOT NULL THEN
         RAISE EXCEPTION 'create_vectorizer: primary-key column "%" of % has a name the vectorizer reserves', col, source
             USING ERRCODE = 'duplicate_column';
     END IF;
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_check_targets(regclass, jsonb) IS 'Refuse a new vectorizer whose store, view, vector column or queue columns would clash with what exists';
 
-    v := ai._vectorizer_register(current_user, source, name, jsonb_build_object(
-        'version', '@EXTVERSION@',
-        'loading', loading, 'parsing', parsing, 'embedding', embedding, 'chunking', chunking,
-        'formatting', formatting, 'indexing', indexing, 'scheduling', scheduling,
-        'processing', processing, 'destination', destination,
-        'row_filter', row_filter,
-        'filter_columns', to_jsonb(filter_cols),
-        'template_columns', to_jsonb(tmpl_cols),
-        'grant_to', to_jsonb(coalesce(grant_to, '{}'))),
-        coalesce(queue_schema, 'ai'), queue_table);
+-- The source columns whose changes a vectorizer's triggers watch: the key, the loading column,
+-- the template's and the row filter's columns.
+CREATE FUNCTION ai._vectorizer_read_columns(v ai.vectorizer) RETURNS name[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN ARRAY(SELECT DISTINCT c::name FROM unnest(
+           ARRAY(SELECT p->>'attname' FROM jsonb_array_elements(v.source_pk) AS p)
+           || ARRAY[v.config->'loading'->>'column_name']
+           || ARRAY(SELECT jsonb_array_elements_text(coalesce(v.config->'template_columns', '[]')))
+           || ARRAY(SELECT jsonb_array_elements_text(coalesce(v.config->'filter_columns', '[]')))) AS c);
+COMMENT ON FUNCTION ai._vectorizer_read_columns(ai.vectorizer) IS 'The source columns a vectorizer reads, whose changes its triggers watch';
+
+-- A vectorizer's objects outside the queue schema, from its catalog row alone: the store and
+-- its view (or the vector column), the triggers on the source, and the grants to its grant_to
+-- roles. The queue and its functions must exist (ai._vectorizer_create_queue). With the
+-- caller's rights, who must be the vectorizer's owner, so that the owner owns what is made.
+CREATE FUNCTION ai._vectorizer_create_objects(v ai.vectorizer) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF current_user IS DISTINCT FROM v.owner THEN
+        RAISE EXCEPTION 'ai._vectorizer_create_objects runs as the owner of vectorizer "%" only', v.name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     PERFORM ai._vectorizer_create_destination(v);
-    PERFORM ai._vectorizer_create_triggers(v, ARRAY(SELECT DISTINCT c FROM unnest(
-        pk_names || load_att.attname || tmpl_cols || filter_cols) AS c));
-    PERFORM ai._vectorizer_grant(v, grant_to);
+    PERFORM ai._vectorizer_create_triggers(v, ai._vectorizer_read_columns(v));
+    PERFORM ai._vectorizer_grant(v, ARRAY(SELECT jsonb_array_elements_text(coalesce(v.config->'grant_to', '[]')))::name[]);
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_create_objects(ai.vectorizer) IS 'Make a vectorizer''s store and view (or vector column), source triggers and grants from its catalog row';
+
+CREATE FUNCTION ai.create_vectorizer
+( source regclass
+, name text DEFAULT NULL
+, destination jsonb DEFAULT ai.destination_table()
+, loading jsonb DEFAULT NULL
+, parsing jsonb DEFAULT ai.parsing_auto()
+, embedding jsonb DEFAULT NULL
+, chunking jsonb DEFAULT NULL
+, indexing jsonb DEFAULT ai.indexing_default()
+, formatting jsonb DEFAULT ai.formatting_python_template()
+, scheduling jsonb DEFAULT ai.scheduling_default()
+, processing jsonb DEFAULT ai.processing_default()
+, queue_schema name DEFAULT NULL
+, queue_table name DEFAULT NULL
+, grant_to name[] DEFAULT ai.grant_to()
+, enqueue_existing bool DEFAULT true
+, if_not_exists bool DEFAULT false
+, row_filter text DEFAULT NULL
+) RETURNS int4
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    config   jsonb;
+    v        ai.vectorizer;
+    existing int4;
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'create_vectorizer: source is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM ai._vectorizer_require_admin('create_vectorizer');
+    PERFORM ai._vectorizer_check_source(source);
+    -- Writers wait from here to commit, so no row changes between the trigger and the backfill.
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
+
+    config := ai._vectorizer_resolve_config(source, destination, loading, parsing, embedding, chunking, indexing,
+                                            formatting, scheduling, processing, grant_to, row_filter);
+    name := coalesce(name, ai._vectorizer_default_name(source, config));
+
+    SELECT id INTO existing FROM ai.vectorizer WHERE vectorizer.name = create_vectorizer.name;
+    IF FOUND THEN
+        IF if_not_exists THEN
+            RAISE NOTICE 'vectorizer "%" already exists, skipping', name;
+            RETURN existing;
+        END IF;
+        RAISE EXCEPTION 'create_vectorizer: a vectorizer named "%" already exists (id %)', name, existing
+            USING ERRCODE = 'duplicate_object', HINT = 'Pass another name, or if_not_exists => true.';
+    END IF;
+
+    PERFORM ai._vectorizer_check_targets(source, config);
+
+    v := ai._vectorizer_register(current_user, source, name, config, coalesce(queue_schema, 'ai'), queue_table);
+    PERFORM ai._vectorizer_create_objects(v);
 
     IF enqueue_existing THEN
         EXECUTE format('INSERT INTO %1$I.%2$I (%3$s) SELECT %3$s FROM %4$s%5$s', v.queue_schema, v.queue_table,
