@@ -63,7 +63,7 @@ RETRY_AFTER = 1
 
 def make_store(settings: ServiceSettings) -> TaskStore:
     if settings.database_url:
-        from pgvectorizer.db.task_store import PostgresTaskStore
+        from pgvectorizer.service.store_pg import PostgresTaskStore
         return PostgresTaskStore(settings.database_url)
     from pgvectorizer.service.store_sqlite import SqliteTaskStore
     return SqliteTaskStore(settings.db_path)
