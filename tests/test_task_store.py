@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from pgvectorizer.db.task_store import PostgresTaskStore
 from pgvectorizer.service.store import (
     CANCELLED_KIND,
     COMPLETED,
@@ -36,6 +35,7 @@ from pgvectorizer.service.store import (
     expired_error,
     lost_error,
 )
+from pgvectorizer.service.store_pg import PostgresTaskStore
 from pgvectorizer.service.store_sqlite import SqliteTaskStore
 from psycopg.conninfo import make_conninfo
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 
+from starlette.requests import Request
+
 from pgvectorizer.service.errors import ApiError
 
 CLIENT = "client"
@@ -21,6 +23,10 @@ class Tokens:
     def __init__(self, client_token: str, worker_token: str) -> None:
         self._client = client_token.encode()
         self._worker = worker_token.encode()
+
+    def authorize(self, request: Request, role: str) -> None:
+        """Returns when the request carries the role's token; ApiError otherwise."""
+        self.check(request.headers.get("authorization"), role)
 
     def check(self, authorization: str | None, role: str) -> None:
         """Returns when the header carries the role's token; ApiError 401 or 403 otherwise."""

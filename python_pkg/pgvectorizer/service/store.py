@@ -5,6 +5,9 @@ error. States: pending -> processing (leased to a worker) -> completed | failed.
 runs out puts the task back in the queue, so a dead worker's tasks go to another; a task
 claimed max_attempts times without an answer ends failed, so a text that kills every worker
 cannot kill them forever.
+
+The two stores share their SQL (store_sql) and their logic (store_flow); store_pg and
+store_sqlite differ only in how they run statements, bind values and hold transactions.
 """
 
 from __future__ import annotations
