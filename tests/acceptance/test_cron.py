@@ -23,8 +23,8 @@ import pytest
 from psycopg import sql
 from pytest_postgresql.executors.noop import NoopExecutor
 
-from tests.conftest import PGHOST, PGPORT, PGUSER, SERVER_KEY_VAR, rows, scalar
-from tests.fake_openai import fake_vector
+from tests.helpers.db import PGHOST, PGPORT, PGUSER, SERVER_KEY_VAR, rows, scalar
+from tests.helpers.fake_openai import fake_vector
 
 CRON_DB = "pgvectorizer"
 DIMS = 4

@@ -23,8 +23,7 @@ import openai
 import psycopg
 import pytest
 
-from .conftest import create_vectorizer, rows, scalar
-from .test_worker import dsn
+from tests.helpers.db import create_vectorizer, dsn, rows, scalar
 
 MODEL = "all-MiniLM-L6-v2"
 DIMS = 384

@@ -13,7 +13,8 @@ import pgvectorizer
 import psycopg
 import pytest
 
-from .conftest import PGHOST, PGPORT, REPO, rows, scalar
+from tests.helpers import REPO
+from tests.helpers.db import PGHOST, PGPORT, rows, scalar
 
 PG_CONFIG = "/usr/lib/postgresql/15/bin/pg_config"
 PYTHON_TARGET = "/usr/local/lib/pgvectorizer/python"

@@ -1,73 +1,35 @@
-"""The worker as real processes: console scripts, wake-ups, SIGTERM, SIGKILL, two workers at once."""
+"""The worker as real processes: console scripts, wake-ups, SIGTERM, SIGKILL, two workers at once,
+and a database outage under a running worker."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 
 import psycopg
-import pytest
 from pgvectorizer.chunking import make_chunker
+from psycopg import sql
 
-from .conftest import (
+from tests.helpers.db import (
     DIMS,
-    KEY_ENDPOINTS,
+    PGHOST,
+    PGPORT,
+    PGUSER,
     Connector,
     create_vectorizer,
+    dsn,
+    failed_rows,
     queued,
     rows,
     scalar,
     vectorizer,
 )
-from .fake_openai import start_fake_server
-from .test_worker import assert_vector_of, dsn, openai, stored
-
-WAIT = 30.0  # seconds: the most any condition below may take
-
-
-def worker_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGAI_VECTORIZER", "VECTORIZER_DB"))}
-    env.update({"OPENAI_API_KEY": "test-key", "PGVECTORIZER_RETRY_SECONDS": "0", **KEY_ENDPOINTS, **extra})
-    return env
-
-
-_spawned: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_workers() -> Iterator[None]:
-    yield
-    while _spawned:
-        proc = _spawned.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def spawn(args: list[str], **extra: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(args, env=worker_env(**extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    _spawned.append(proc)
-    return proc
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out
-    return out
-
-
-def wait_for(what: Callable[[], bool], message: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not what():
-        assert time.monotonic() < deadline, f"timed out waiting for {message}"
-        time.sleep(0.1)
+from tests.helpers.fake_openai import start_fake_server
+from tests.helpers.processes import WAIT, finish, spawn, wait_for
+from tests.helpers.worker import assert_vector_of, openai, stored
 
 
 def two_tables(db: psycopg.Connection, url: str) -> tuple[int, int]:
@@ -219,3 +181,45 @@ def test_once_on_a_backlog_reports_progress(db: psycopg.Connection, fake_url: st
     out = finish(spawn(["pgvectorizer", "worker", "-d", dsn(db), "--once"]))
     # Not a terminal: plain log lines, the last with the totals and the average rate.
     assert "vectorizing: 1200/1200 rows in " in out and "rows/s average" in out
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+def allow(db: psycopg.Connection, connections: bool) -> None:
+    """Let new sessions into the test database, or not (said from another database)."""
+    with psycopg.connect(host=PGHOST, port=PGPORT, user=PGUSER, dbname="postgres", autocommit=True) as other:
+        other.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+            sql.Identifier(db.info.dbname), sql.SQL("true" if connections else "false")))
+
+
+def test_a_running_worker_rides_out_a_database_outage(db: psycopg.Connection) -> None:
+    slow_url, stop = start_fake_server(dimensions=DIMS, latency_ms=1500)
+    try:
+        db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
+        vid = create_vectorizer(db, "doc", embedding=openai(slow_url), chunking="ai.chunking_none()",
+                                processing="ai.processing_default(batch_size => 5)")
+        db.execute("INSERT INTO doc SELECT g, 'text ' || g FROM generate_series(1, 20) g")
+        proc = spawn(["pgvectorizer", "worker", "-d", dsn(db), "--poll-interval", "1h"],
+                     PGVECTORIZER_LEASE_SECONDS="600")
+        try:
+            wait_for(lambda: scalar(db, f"SELECT count(*) FROM ai._vectorizer_q_{vid} "
+                                        "WHERE claimed_by IS NOT NULL") > 0, "a batch in hand")
+            # The outage: the worker's sessions die mid-batch and no new one is let in for 3 s.
+            allow(db, False)
+            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            time.sleep(3)
+            allow(db, True)
+            # Within a few backoffs (not the 10-minute lease) every row is stored, once.
+            wait_for(lambda: not queued(db, vid) and
+                     scalar(db, "SELECT count(*) FROM doc_embedding_store") == 20, "the rest after the outage")
+        finally:
+            allow(db, True)
+            proc.send_signal(signal.SIGTERM)
+        out = finish(proc, timeout=20)
+    finally:
+        stop()
+    assert scalar(db, "SELECT count(DISTINCT id) FROM doc_embedding_store") == 20
+    assert failed_rows(db, vid) == []
+    assert out.count("lost the database") == 1, out
+    assert "the database is back" in out

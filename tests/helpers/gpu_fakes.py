@@ -17,7 +17,7 @@ from pgvectorizer.service.protocol import (
     decode_vectors,
 )
 
-from tests.fake_openai import fake_vector
+from tests.helpers.fake_openai import fake_vector
 
 MODEL = "fake-model"
 DIMS = 8

@@ -1,8 +1,10 @@
-"""The TaskStore contract (service/store.py), run against both stores.
+"""The TaskStore contract (service/store.py): one set of tests that every store must pass.
 
-SQLite runs on a fake clock that the tests move; PostgreSQL uses the database's clock, so its
-tests take a short real lease and sleep past it. Every test gets a fresh SQLite file or a
-fresh database (tests/conftest.py).
+The tests are collected where a module imports them with `from ... import *` and gives them a
+`harness` fixture: tests/unit/test_task_store_sqlite.py (SQLite) and tests/integration/
+test_task_store_postgres.py (PostgreSQL). SQLite runs on a fake clock that the tests move;
+PostgreSQL uses the database's clock, so its tests take a short real lease and sleep past it.
+Every test gets a fresh SQLite file or a fresh database (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -86,9 +88,9 @@ def pg_url(db: psycopg.Connection) -> str:
                          password=info.password or None)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    if request.param == "sqlite":
+def make_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    """The store of a kind, "sqlite" or "postgres" (which asks for the `db` fixture)."""
+    if kind == "sqlite":
         clock = FakeClock()
         return Harness("sqlite", SqliteTaskStore(str(tmp_path / "tasks.db"), clock=clock),
                        clock.advance, lambda: clock.now)
@@ -532,41 +534,6 @@ async def test_workers_and_model_dimensions(h: Harness) -> None:
     assert await h.store.workers(SHORT) == 1  # w1 and w2 were seen before
     assert await h.store.workers(60) == 3
     assert await h.store.model_dimensions() == {MODEL: 384, OTHER: 1024}
-
-
-# --- PostgreSQL: replicas at once -------------------------------------------------------------
-
-REPLICAS = 5
-CONCURRENT_TASKS = 200
-
-
-async def test_postgres_replicas_claiming_at_once_share_the_tasks(
-        db: psycopg.Connection, anyio_backend: str) -> None:
-    url = pg_url(db)
-    stores = [PostgresTaskStore(url, pool_size=2) for _ in range(REPLICAS)]
-    for store in stores:
-        await store.open()  # all at once would be fine too: the schema is made under a lock
-    try:
-        ids = [new_id() for _ in range(CONCURRENT_TASKS)]
-        for i, task_id in enumerate(ids):
-            await stores[i % REPLICAS].submit(NewTask(task_id, MODEL, [f"t{i}"], None, "float"))
-
-        async def claimer(store: PostgresTaskStore, worker: str) -> list[str]:
-            got: list[str] = []
-            while tasks := await store.claim(worker, [MODEL], 3, 4096, LONG, ATTEMPTS):
-                got.extend(t.id for t in tasks)
-                await asyncio.sleep(0)
-            return got
-
-        claimed = await asyncio.gather(*(claimer(s, f"w{i}") for i, s in enumerate(stores)))
-        every = [task_id for got in claimed for task_id in got]
-        assert len(every) == len(set(every)), "a task was handed out twice"
-        assert sorted(every) == sorted(ids)
-        assert sum(1 for got in claimed if got) >= 2, "the claims did not overlap at all"
-        assert await stores[0].counts() == {PROCESSING: CONCURRENT_TASKS}
-    finally:
-        for store in stores:
-            await store.close()
 
 
 async def test_a_task_pending_past_the_timeout_fails_as_expired(h: Harness) -> None:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import random
 import threading
-import time
-from collections.abc import Callable
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from .conftest import (
+from tests.helpers.db import (
     Connector,
     create_vectorizer,
     queue_rows,
@@ -26,43 +23,7 @@ from .conftest import (
     scalar,
     vectorizer,
 )
-
-JOIN_TIMEOUT = 60.0   # seconds; only reached when something is stuck
-
-
-class Workers:
-    """Runs functions in threads, keeps their exceptions, and joins them."""
-
-    def __init__(self) -> None:
-        self.threads: list[threading.Thread] = []
-        self.errors: list[BaseException] = []
-        self._lock = threading.Lock()
-
-    def start(self, fn: Callable[..., None], *args: Any) -> None:
-        def run() -> None:
-            try:
-                fn(*args)
-            except BaseException as exc:   # noqa: BLE001 - reported by join()
-                with self._lock:
-                    self.errors.append(exc)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def join(self) -> None:
-        for thread in self.threads:
-            thread.join(JOIN_TIMEOUT)
-        assert [t for t in self.threads if t.is_alive()] == [], "threads still running: a writer is stuck"
-        assert self.errors == []
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Polls the server until condition holds: synchronisation, not a timing assertion."""
-    deadline = time.monotonic() + JOIN_TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.005)
+from tests.helpers.threads import JOIN_TIMEOUT, Workers, wait_until
 
 
 def claim(conn: psycopg.Connection, vid: int, limit: int) -> list[int]:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from .conftest import (
+from tests.helpers.db import (
     PGHOST,
     PGPORT,
     PGUSER,

@@ -1,25 +1,21 @@
 """Faults the worker and in-database runs must survive without losing or stalling a row.
 
 Every key type a primary key accepts, providers that go away or answer nonsense, a broken
-vectorizer beside healthy ones, a database connection that goes away under a running worker.
-Real PostgreSQL, a fake provider on loopback (tests/fake_openai.py), real worker processes.
+vectorizer beside healthy ones. Real PostgreSQL, a fake provider on loopback (tests/helpers/
+fake_openai.py). A database that goes away under a running worker process: tests/acceptance/
+test_worker_processes.py.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from .conftest import (
+from tests.helpers.db import (
     DIMS,
-    PGHOST,
-    PGPORT,
-    PGUSER,
     SERVER_KEY_VAR,
     Connector,
     create_vectorizer,
@@ -28,9 +24,8 @@ from .conftest import (
     rows,
     scalar,
 )
-from .fake_openai import start_fake_server
-from .test_worker import openai, run_once, stored
-from .test_worker_processes import dsn, finish, spawn, wait_for
+from tests.helpers.fake_openai import start_fake_server
+from tests.helpers.worker import openai, run_once, stored
 
 # Key types that tripped the worker (a Python NaN is not equal to itself; jsonb is a dict; the
 # driver has no binary dumper for an enum or a domain; Python has no infinite or BC dates).
@@ -206,46 +201,6 @@ def test_execute_vectorizer_gives_way_to_max_seconds_and_cancels(db: psycopg.Con
         other.execute("SELECT ai.execute_vectorizer(%s, max_seconds => 60)", (vid,))
     assert time.monotonic() - began < 5
     assert queued(db, vid) == {1}
-
-
-def allow(db: psycopg.Connection, connections: bool) -> None:
-    """Let new sessions into the test database, or not (said from another database)."""
-    with psycopg.connect(host=PGHOST, port=PGPORT, user=PGUSER, dbname="postgres", autocommit=True) as other:
-        other.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
-            sql.Identifier(db.info.dbname), sql.SQL("true" if connections else "false")))
-
-
-def test_a_running_worker_rides_out_a_database_outage(db: psycopg.Connection) -> None:
-    slow_url, stop = start_fake_server(dimensions=DIMS, latency_ms=1500)
-    try:
-        db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
-        vid = create_vectorizer(db, "doc", embedding=openai(slow_url), chunking="ai.chunking_none()",
-                                processing="ai.processing_default(batch_size => 5)")
-        db.execute("INSERT INTO doc SELECT g, 'text ' || g FROM generate_series(1, 20) g")
-        proc = spawn(["pgvectorizer", "worker", "-d", dsn(db), "--poll-interval", "1h"],
-                     PGVECTORIZER_LEASE_SECONDS="600")
-        try:
-            wait_for(lambda: scalar(db, f"SELECT count(*) FROM ai._vectorizer_q_{vid} "
-                                        "WHERE claimed_by IS NOT NULL") > 0, "a batch in hand")
-            # The outage: the worker's sessions die mid-batch and no new one is let in for 3 s.
-            allow(db, False)
-            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            time.sleep(3)
-            allow(db, True)
-            # Within a few backoffs (not the 10-minute lease) every row is stored, once.
-            wait_for(lambda: not queued(db, vid) and
-                     scalar(db, "SELECT count(*) FROM doc_embedding_store") == 20, "the rest after the outage")
-        finally:
-            allow(db, True)
-            proc.send_signal(signal.SIGTERM)
-        out = finish(proc, timeout=20)
-    finally:
-        stop()
-    assert scalar(db, "SELECT count(DISTINCT id) FROM doc_embedding_store") == 20
-    assert failed_rows(db, vid) == []
-    assert out.count("lost the database") == 1, out
-    assert "the database is back" in out
 
 
 @pytest.mark.parametrize("path", ["worker", "in-database"])

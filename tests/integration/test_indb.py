@@ -19,9 +19,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from .conftest import (
+from tests.helpers.db import (
     DIMS,
-    SERVER_KEY_VAR,
     Connector,
     create_vectorizer,
     failed_rows,
@@ -30,11 +29,20 @@ from .conftest import (
     scalar,
     vectorizer,
 )
-from .fake_openai import fake_stats, fake_vector, start_fake_server
-from .test_worker import env, make_doc, openai, run_once, stored
+from tests.helpers.fake_openai import fake_stats, start_fake_server
+from tests.helpers.worker import (
+    chunks_of,
+    embedding,
+    execute,
+    is_vector_of,
+    make_doc,
+    outcome,
+    parse,
+    queue_table,
+    run_worker,
+    stored,
+)
 
-# The worker runs in this process, with the same variable in its environment.
-WORKER_KEY = {SERVER_KEY_VAR: "test-key-not-a-secret"}
 SLOW_MS = 200  # the slow fake server's latency per request, in milliseconds
 # Where make install-python and make install-python-deps put the server's packages (Makefile).
 PYTHON_TARGET = "/usr/local/lib/pgvectorizer/python"
@@ -54,53 +62,6 @@ def slow_url() -> Iterator[str]:
     url, stop = start_fake_server(dimensions=DIMS, latency_ms=SLOW_MS)
     yield url
     stop()
-
-
-# --- helpers, also used by test_indb_embed.py and test_index.py -------------------------------
-
-def embedding(url: str) -> str:
-    """ai.embedding_openai for the fake server at url, with a key the server's environment has."""
-    return openai(url, api_key_name=sql.quote(SERVER_KEY_VAR))
-
-
-def execute(conn: psycopg.Connection, vid: int, **bounds: float) -> dict[str, Any]:
-    """ai.execute_vectorizer(vid, max_rows => ..., max_seconds => ...): its jsonb as a dict."""
-    args = "".join(f", {name} => %s" for name in bounds)
-    return scalar(conn, f"SELECT ai.execute_vectorizer(%s::int4{args})", (vid, *bounds.values()))
-
-
-def worker_env() -> dict[str, str]:
-    """The external worker's environment: test_worker's, with the key the configs name."""
-    return env(**WORKER_KEY)
-
-
-def run_worker(db: psycopg.Connection, *ids: int) -> None:
-    """One `--once` pass of the external worker (in this process); it must report no error."""
-    run_once(db, *ids, **WORKER_KEY)
-
-
-def parse(text: str) -> np.ndarray:
-    """pgvector's text form as float32: the repr of each float32 parses back to itself."""
-    return np.array(text.strip("[]").split(","), dtype=np.float32)
-
-
-def is_vector_of(vec: np.ndarray | list[float] | None, text: str) -> bool:
-    """Exactly the fake's vector of text (a stored float32 read as a float is the same float32)."""
-    return vec is not None and np.array_equal(np.asarray(vec, dtype=np.float32), fake_vector(text, DIMS))
-
-
-def chunks_of(db: psycopg.Connection, table: str = "doc_embedding_store") -> dict[Any, list[str]]:
-    return {k: [c for c, _ in v] for k, v in stored(db, table).items()}
-
-
-def queue_table(db: psycopg.Connection, vid: int) -> sql.Identifier:
-    v = vectorizer(db, vid)
-    return sql.Identifier(v["queue_schema"], v["queue_table"])
-
-
-def outcome(out: dict[str, Any]) -> dict[str, Any]:
-    """The counts of an outcome, without its timing."""
-    return {k: v for k, v in out.items() if k != "seconds"}
 
 
 # --- changes reach the store ---------------------------------------------------------------------

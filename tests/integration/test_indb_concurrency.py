@@ -1,90 +1,64 @@
 """ai.execute_vectorizer and the worker on one vectorizer at once: nothing lost, stale or doubled.
 
 In-database runs hold their keys with transaction advisory locks, the worker with session
-locks; both claim with the same statement (db/queries.py). The stress test runs a worker
-process, in-database calls and writers together, then checks the store row by row. The other
-tests drive an open in-database transaction against the worker's claim step by step, as
-test_queue.py does for two workers. Three of them found bugs, fixed since: a slow claim that
-stored an older text, a worker's write blocked by an open call's progress row, and a claim
-that came back empty behind rows of keys held elsewhere.
+locks; both claim with the same statement (db/queries.py). These tests drive an open
+in-database transaction against the worker's claim step by step, as test_queue.py does for two
+workers (the stress test, with a worker process, is tests/acceptance/test_mixed_runs.py).
+Three of them found bugs, fixed since: a slow claim that stored an older text, a worker's
+write blocked by an open call's progress row, and a claim that came back empty behind rows of
+keys held elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
-import random
-import re
-import signal
-import subprocess
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import psycopg
 import pytest
-from pgvectorizer.chunking import make_chunker
 from pgvectorizer.config import Vectorizer
 from pgvectorizer.db.queue import QueueSession
 from pgvectorizer.embedders import make_embedder
-from pgvectorizer.pipeline import Pipeline, digest
+from pgvectorizer.pipeline import Pipeline
 from pgvectorizer.worker import Worker
 from psycopg import sql
 
-from .conftest import (
+from tests.helpers.db import (
     DIMS,
-    KEY_ENDPOINTS,
-    SERVER_KEY_VAR,
     Connector,
-    create_vectorizer,
+    dsn,
     queue_rows,
     rows,
     scalar,
     vectorizer,
 )
-from .fake_openai import fake_vector, start_fake_server
-from .test_worker import dsn, env, openai
-from .test_worker_processes import worker_env
+from tests.helpers.fake_openai import start_fake_server
+from tests.helpers.mixed_runs import (
+    INDB,
+    KEY_ENV,
+    LATENCY_MS,
+    assert_consistent,
+    call,
+    make_doc,
+    store_problems,
+)
+from tests.helpers.worker import env
 
-# The fake server takes any key, so the worker gets a value of its own under the server's name.
-KEY_ENV = {SERVER_KEY_VAR: "test-key", **KEY_ENDPOINTS}
-INDB = "pgvt-indb"  # application_name of the tests' in-database sessions
-WORKER = "pgvectorizer-worker"  # the worker's (db/connection.py), a prefix
-STRESS_SECONDS = 10.0  # how long the writers write
-WAIT = 30.0  # seconds: the most a drain or a stop may take
 
 @pytest.fixture(scope="module")
 def fake_url() -> Iterator[str]:
-    # A few ms per request, so that the worker's batches and in-database ones overlap.
-    url, stop = start_fake_server(dimensions=DIMS, latency_ms=3)
+    url, stop = start_fake_server(dimensions=DIMS, latency_ms=LATENCY_MS)
     yield url
     stop()
 
 
 @pytest.fixture
 def doc(db: psycopg.Connection, fake_url: str) -> int:
-    """A source with a row filter and a template column; 1 to 3 chunks for a text of up to 90."""
-    db.execute("CREATE TABLE doc (id int PRIMARY KEY, title text NOT NULL DEFAULT 'T', body text, "
-               "published bool NOT NULL DEFAULT true)")
-    return create_vectorizer(
-        db, "doc", embedding=openai(fake_url, api_key_name=f"'{SERVER_KEY_VAR}'"),
-        formatting="ai.formatting_python_template('$title: $chunk')",
-        chunking="ai.chunking_recursive_character_text_splitter(40, 10)",
-        processing="ai.processing_default(batch_size => 10)", row_filter="published")
+    return make_doc(db, fake_url)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def call(conn: psycopg.Connection, vid: int, max_rows: int | None = None) -> dict[str, Any]:
-    """ai.execute_vectorizer on conn, in its transaction if one is open; the outcome."""
-    out = scalar(conn, "SELECT ai.execute_vectorizer(%s, max_rows => %s)", (vid, max_rows))
-    assert isinstance(out, dict)
-    return out
-
 
 def queue_of(db: psycopg.Connection, vid: int) -> sql.Identifier:
     v = vectorizer(db, vid)
@@ -98,52 +72,6 @@ def stored_text(db: psycopg.Connection, key: int) -> list[str]:
 def advisory_locks(db: psycopg.Connection, conn: psycopg.Connection) -> int:
     return int(scalar(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
                           "AND pid = %s", (conn.info.backend_pid,)))
-
-
-def store_problems(db: psycopg.Connection, vid: int) -> list[str]:
-    """How the store differs from what the current source rows make: [] when it is exact.
-
-    A row that passes the filter has exactly the chunks the chunker makes of its body, in
-    order from chunk_seq 0, each with the fake server's vector of '<title>: <chunk>' (bit for
-    bit) and that text's hash; any other row has none.
-    """
-    chunker = make_chunker(vectorizer(db, vid)["config"]["chunking"])
-    want: dict[int, list[tuple[str, str]]] = {}
-    for key, title, body, published in rows(db, "SELECT id, title, body, published FROM doc"):
-        if published and body is not None:
-            want[key] = [(c, f"{title}: {c}") for c in chunker(body)]
-    got: dict[int, list[tuple[int, str, np.ndarray, bytes]]] = {}
-    # Binary, so that a vector arrives as the float4 values stored, not a decimal rendering.
-    with db.cursor(binary=True) as cur:
-        cur.execute("SELECT id, chunk_seq, chunk, embedding::real[], chunk_hash FROM doc_embedding_store "
-                    "ORDER BY id, chunk_seq")
-        for key, seq, chunk, vec, hash_ in cur.fetchall():
-            got.setdefault(key, []).append((seq, chunk, np.array(vec, dtype=np.float32),
-                                             bytes(hash_ or b"")))
-    problems = [f"row {key} is deleted, filtered out or empty but has {len(got[key])} chunk(s)"
-                for key in sorted(set(got) - set(want)) if got[key]]
-    for key, chunks in sorted(want.items()):
-        have = got.get(key, [])
-        if [(s, c) for s, c, _, _ in have] != [(s, c) for s, (c, _) in enumerate(chunks)]:
-            problems.append(f"row {key}: chunks {[(s, c) for s, c, _, _ in have]}, "
-                            f"want {[c for c, _ in chunks]}")
-            continue
-        for (seq, _, vec, hash_), (_, text) in zip(have, chunks, strict=True):
-            if not np.array_equal(vec, fake_vector(text, DIMS)):
-                problems.append(f"row {key} chunk {seq}: not the vector of {text!r}")
-            if hash_ != digest(text):
-                problems.append(f"row {key} chunk {seq}: not the hash of {text!r}")
-    return problems
-
-
-def assert_consistent(db: psycopg.Connection, vid: int) -> None:
-    """Nothing queued, failed or recorded as an error, and the store exactly as the source says."""
-    v = vectorizer(db, vid)
-    failed = sql.Identifier(v["queue_schema"], v["queue_failed_table"])
-    assert queue_rows(db, vid) == []
-    assert rows(db, sql.SQL("SELECT * FROM {}").format(failed)) == []
-    assert rows(db, "SELECT message FROM ai.vectorizer_errors WHERE id = %s", (vid,)) == []
-    assert store_problems(db, vid) == []
 
 
 Scenario = Callable[[QueueSession, Pipeline], Awaitable[None]]
@@ -194,139 +122,6 @@ def test_the_store_check_sees_stray_missing_and_wrong_chunks(db: psycopg.Connect
     problems = store_problems(db, doc)
     assert [p.split(":")[0].split(" is ")[0] for p in problems] == [
         "row 5", "row 1", "row 2", "row 3 chunk 0"], problems
-
-
-# --- everything at once ------------------------------------------------------------------------
-
-WORDS = ["red", "green", "blue", "a longer phrase", "ok.", "words", "x"]
-FIRST_ROWS = 300
-KEYS = 330  # writers also insert keys that were never there
-
-
-def random_text(rnd: random.Random, tag: str) -> str:
-    return f"{tag} " + " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(1, 8)))
-
-
-def test_worker_and_in_database_runs_with_writers_end_exact(
-        db: psycopg.Connection, doc: int, connect: Connector, tmp_path: Path) -> None:
-    rnd = random.Random(7)
-    keys = list(range(1, FIRST_ROWS + 1))
-    db.execute("INSERT INTO doc (id, title, body, published) SELECT * FROM unnest(%s::int[], %s::text[], "
-               "%s::text[], %s::bool[])", (keys, [f"T{k}" for k in keys], [random_text(rnd, f"first{k}") for k in keys],
-                                           [k % 7 != 0 for k in keys]))
-    log_path = tmp_path / "worker.log"
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    indb_rows: list[int] = []
-    job_rows: list[int] = []
-    overlaps: list[int] = []
-
-    def guarded(fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as e:  # noqa: BLE001 - reported by the test
-                errors.append(e)
-                stop.set()
-        return run
-
-    def write(seed: int) -> None:
-        # A writer waits for nobody but another writer on the same row, and only for a moment.
-        conn = connect(lock_timeout="2s")
-        w = random.Random(seed)
-        n = 0
-        while not stop.is_set():
-            n += 1
-            key, action = w.randint(1, KEYS), w.random()
-            if action < 0.35:
-                conn.execute("UPDATE doc SET body = %s WHERE id = %s", (random_text(w, f"v{seed}.{n}"), key))
-            elif action < 0.45:
-                conn.execute("UPDATE doc SET title = %s WHERE id = %s", (f"T{seed}.{n}", key))
-            elif action < 0.60:
-                conn.execute("UPDATE doc SET published = NOT published WHERE id = %s", (key,))
-            elif action < 0.75:
-                conn.execute("DELETE FROM doc WHERE id = %s", (key,))
-            elif action < 0.90:
-                conn.execute("INSERT INTO doc (id, title, body) VALUES (%s, %s, %s) ON CONFLICT (id) DO "
-                             "UPDATE SET title = excluded.title, body = excluded.body",
-                             (key, f"T{seed}.{n}", random_text(w, f"re{seed}.{n}")))
-            elif action < 0.95:
-                conn.execute("UPDATE doc SET body = NULL WHERE id = %s", (key,))
-            else:
-                try:  # a new key for the row: the old one loses its chunks
-                    conn.execute("UPDATE doc SET id = %s WHERE id = %s", (w.randint(1, KEYS), key))
-                except psycopg.errors.UniqueViolation:
-                    pass
-
-    def execute_calls() -> None:
-        # Mostly a call per transaction; sometimes an open transaction that holds its keys a
-        # while, then commits or rolls back everything the call did.
-        conn = connect(application_name=INDB)
-        w = random.Random(1)
-        while not stop.is_set():
-            if w.random() < 0.7:
-                indb_rows.append(call(conn, doc, max_rows=20)["rows"])
-                continue
-            with conn.transaction(force_rollback=w.random() < 0.5):
-                call(conn, doc, max_rows=20)
-                time.sleep(w.random() * 0.05)
-
-    def job_notice(notice: psycopg.errors.Diagnostic) -> None:
-        # What a run of the procedure did: "vectorizer 'name': {outcome}".
-        if notice.message_primary and notice.message_primary.startswith("vectorizer "):
-            job_rows.append(json.loads(notice.message_primary.split(": ", 1)[1])["rows"])
-
-    def job_calls() -> None:
-        conn = connect(application_name=INDB)
-        conn.add_notice_handler(job_notice)
-        while not stop.is_set():
-            conn.execute("CALL ai._vectorizer_job(%s)", (doc,))
-
-    def watch() -> None:
-        # Evidence that both kinds of run held keys at the same moment.
-        conn = connect()
-        while not stop.is_set():
-            row = conn.execute(
-                "SELECT count(DISTINCT l.pid) FILTER (WHERE a.application_name LIKE %s), "
-                "count(DISTINCT l.pid) FILTER (WHERE a.application_name = %s) "
-                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()",
-                (WORKER + "%", INDB)).fetchone()
-            if row and row[0] and row[1]:
-                overlaps.append(row[0] + row[1])
-            time.sleep(0.01)
-
-    with open(log_path, "w") as log:
-        worker = subprocess.Popen(
-            ["pgvectorizer", "worker", "-d", dsn(db), "-i", str(doc), "-c", "2", "--poll-interval", "1",
-             "--log-level", "DEBUG"],
-            env=worker_env(**KEY_ENV), stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            runners = [threading.Thread(target=guarded(execute_calls)), threading.Thread(target=guarded(job_calls)),
-                       threading.Thread(target=guarded(watch))]
-            writers = [threading.Thread(target=guarded(functools.partial(write, s))) for s in (1, 2)]
-            for t in runners + writers:
-                t.start()
-            stop.wait(STRESS_SECONDS)
-            stop.set()
-            for t in writers + runners:
-                t.join(WAIT)
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(WAIT) == 0, log_path.read_text()[-3000:]
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-    assert not errors, errors
-
-    deadline = time.monotonic() + WAIT
-    while call(db, doc)["stopped"] != "queue_empty" or queue_rows(db, doc):
-        assert time.monotonic() < deadline, f"the queue does not drain: {queue_rows(db, doc)[:20]}"
-
-    worker_rows = sum(int(n) for n in re.findall(r": (\d+) rows done", log_path.read_text()))
-    assert worker_rows > 0 and sum(indb_rows) > 0 and sum(job_rows) > 0, (worker_rows, indb_rows, job_rows)
-    assert overlaps, "the worker and the in-database runs never held keys at the same time"
-    assert_consistent(db, doc)
 
 
 # --- an open in-database transaction against the worker's claim -----------------------------------

@@ -15,18 +15,18 @@ import psycopg
 import pytest
 from pgvectorizer.worker import Worker
 
-from .conftest import (
+from tests.helpers.db import (
     DIMS,
     Connector,
     create_vectorizer,
+    dsn,
     queued,
     rows,
     scalar,
     vectorizer,
 )
-from .fake_openai import fake_vector
-from .test_indb import embedding, execute, parse, run_worker
-from .test_worker import dsn
+from tests.helpers.fake_openai import fake_vector
+from tests.helpers.worker import embedding, execute, parse, run_worker
 
 QUERY = "what the fake server makes of a question"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.conftest import Connector, create_vectorizer, scalar
+from tests.helpers.db import Connector, create_vectorizer, scalar
 
 MODEL = "ai.embedding_sentence_transformers('all-MiniLM-L6-v2')"
 # What this backend's Python holds: the ids of the cached models (none before the first load).

@@ -20,20 +20,27 @@ from pgvectorizer import worker as worker_mod
 from pgvectorizer.worker import Worker
 from psycopg import sql
 
-from .conftest import (
+from tests.helpers.db import (
     EMBEDDING,
     PGPORT,
     TCP_HOST,
     VECTOR,
     Connector,
     create_vectorizer,
+    dsn,
     queued,
     rows,
     scalar,
 )
-from .test_concurrency import Workers, wait_until
-from .test_indb import embedding, execute, is_vector_of, run_worker, worker_env
-from .test_worker import dsn, stored
+from tests.helpers.threads import Workers, wait_until
+from tests.helpers.worker import (
+    embedding,
+    execute,
+    is_vector_of,
+    run_worker,
+    stored,
+    worker_env,
+)
 
 STORE = "doc_embedding_store"
 INDEX = "doc_embedding_store_embedding_idx"  # the name the plan gives a store's index

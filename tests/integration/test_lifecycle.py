@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from .conftest import (
+from tests.helpers.db import (
     VECTOR,
     clear_queue,
     create_vectorizer,

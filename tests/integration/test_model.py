@@ -19,8 +19,8 @@ from pgvectorizer.chunking import make_chunker
 from pgvectorizer.embedders.sentence_transformers import load_model
 from pgvectorizer.worker import Worker
 
-from .conftest import Connector, create_vectorizer, queued, rows, vectorizer
-from .test_worker import dsn, stored
+from tests.helpers.db import Connector, create_vectorizer, dsn, queued, rows, vectorizer
+from tests.helpers.worker import stored
 
 WORDS = ["database", "vector", "search", "embedding", "queue", "worker", "row", "update",
          "postgres", "model", "chunk", "index", "query", "text", "fast", "safe"]

@@ -16,7 +16,14 @@ import pytest
 from pgvectorizer.worker import Worker
 from psycopg import sql
 
-from .conftest import DIMS, KEY_ENDPOINTS, SERVER_KEY_VAR, Connector, rows, scalar
+from tests.helpers.db import (
+    DIMS,
+    KEY_ENDPOINTS,
+    SERVER_KEY_VAR,
+    Connector,
+    rows,
+    scalar,
+)
 
 Role = tuple[str, str]
 

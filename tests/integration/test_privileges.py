@@ -10,7 +10,7 @@ import pytest
 from pgvectorizer.worker import Worker
 from psycopg import errors, sql
 
-from .conftest import (
+from tests.helpers.db import (
     EMBEDDING,
     PGPORT,
     TCP_HOST,
@@ -22,8 +22,7 @@ from .conftest import (
     scalar,
     vectorizer,
 )
-from .test_indb import WORKER_KEY, embedding
-from .test_worker import env
+from tests.helpers.worker import WORKER_KEY, embedding, env
 
 Role = tuple[str, str]
 

@@ -16,9 +16,8 @@ from pgvectorizer.config import Vectorizer
 from pgvectorizer.db.queue import QueueSession
 from pgvectorizer.pipeline import Pipeline
 
-from .conftest import create_vectorizer, queued, rows, scalar, vectorizer
-from .test_pipeline import FakeEmbedder
-from .test_worker import dsn
+from tests.helpers.db import create_vectorizer, dsn, queued, rows, scalar, vectorizer
+from tests.helpers.fake_embedders import FakeEmbedder
 
 Scenario = Callable[[QueueSession, QueueSession, Pipeline], Awaitable[None]]
 

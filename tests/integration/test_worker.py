@@ -10,68 +10,28 @@ import asyncio
 import threading
 import time
 
-import numpy as np
 import psycopg
 import pytest
 from pgvectorizer.worker import Worker
 
-from .conftest import (
-    DIMS,
-    KEY_ENDPOINTS,
-    PGHOST,
-    PGPORT,
-    PGUSER,
+from tests.helpers.db import (
     Connector,
     create_vectorizer,
+    dsn,
     failed_rows,
     queued,
     rows,
     scalar,
 )
-from .fake_openai import fake_stats, fake_vector
-
-
-def dsn(db: psycopg.Connection) -> str:
-    return f"host={PGHOST} port={PGPORT} dbname={db.info.dbname} user={PGUSER}"
-
-
-def env(**extra: str) -> dict[str, str]:
-    return {"OPENAI_API_KEY": "test-key", "PGVECTORIZER_RETRY_SECONDS": "0", **KEY_ENDPOINTS,
-            "PGVECTORIZER_HTTP_TIMEOUT": "2", **extra}
-
-
-def run_once(db: psycopg.Connection, *ids: int, expect_error: str | None = None, **extra: str) -> None:
-    worker = Worker(dsn(db), vectorizer_ids=list(ids) or None, once=True, env=env(**extra))
-    error = asyncio.run(worker.run())
-    if expect_error is None:
-        assert error is None
-    else:
-        assert error is not None and expect_error in str(error)
-
-
-def openai(url: str, **kw: str) -> str:
-    args = "".join(f", {k} => {v}" for k, v in kw.items())
-    return f"ai.embedding_openai('text-embedding-3-small', {DIMS}, base_url => '{url}'{args})"
-
-
-def stored(db: psycopg.Connection, table: str = "doc_embedding_store") -> dict[int, list[tuple[str, list[float]]]]:
-    out: dict[int, list[tuple[str, list[float]]]] = {}
-    for key, chunk, emb in rows(db, f"SELECT id, chunk, embedding::text FROM {table} ORDER BY id, chunk_seq"):
-        out.setdefault(key, []).append((chunk, [float(x) for x in emb.strip("[]").split(",")]))
-    return out
-
-
-def assert_vector_of(vec: list[float], text: str) -> None:
-    assert np.allclose(vec, fake_vector(text, DIMS), atol=1e-6), f"not the vector of {text!r}"
-
-
-def make_doc(db: psycopg.Connection, embedding: str) -> int:
-    """Table doc and its vectorizer: a title template, 20-character chunks, a row filter."""
-    db.execute("CREATE TABLE doc (id int PRIMARY KEY, title text, body text, published bool DEFAULT true)")
-    return create_vectorizer(db, "doc", embedding=embedding,
-                             formatting="ai.formatting_python_template('$title: $chunk')",
-                             chunking="ai.chunking_character_text_splitter(20, 0, ' ')",
-                             row_filter="published")
+from tests.helpers.fake_openai import fake_stats
+from tests.helpers.worker import (
+    assert_vector_of,
+    env,
+    make_doc,
+    openai,
+    run_once,
+    stored,
+)
 
 
 @pytest.fixture

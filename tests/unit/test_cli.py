@@ -1,31 +1,25 @@
-"""The command line: options, environment variables, signals, console scripts and `status`.
+"""The command line in this process: options, environment variables, signal handling and the
+`status` table. The worker itself is replaced through the `_make_worker` seam.
 
-The worker itself is replaced through the `_make_worker` seam (in process) or by a small
-script that patches it (in a subprocess, where signals can be sent from outside).
+The same command line as real processes (signals sent from outside, console scripts): tests/
+acceptance/test_cli_processes.py; `status` against the database: tests/integration/
+test_cli_status.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import queue
 import re
 import signal
-import subprocess
 import sys
-import sysconfig
-import textwrap
-import threading
-import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pgvectorizer
-import psycopg
 import pytest
 from pgvectorizer import cli
 from pgvectorizer.cli import (
@@ -40,22 +34,14 @@ from pgvectorizer.cli import (
     vectorizer_main,
 )
 
-from .conftest import PGHOST, PGPORT, create_vectorizer, vectorizer
-
-ENV_VARS = ("PGAI_VECTORIZER_WORKER_DB_URL", "VECTORIZER_DB_URL",
-            "PGAI_VECTORIZER_WORKER_VECTORIZER_IDS", "PGAI_VECTORIZER_WORKER_POLL_INTERVAL",
-            "PGAI_VECTORIZER_WORKER_CONCURRENCY", "PGAI_VECTORIZER_WORKER_ONCE")
-SUBPROCESS_TIMEOUT = 30  # seconds; a hung child fails the test instead of the whole run
-
+from tests.helpers.cli import clear_worker_env, columns
 
 # --- fixtures ---------------------------------------------------------------------------------
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No worker variables from the caller's shell, and no .env from the caller's directory."""
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+    clear_worker_env(monkeypatch, tmp_path)
 
 
 class FakeWorker:
@@ -425,165 +411,6 @@ def test_make_worker_passes_every_setting(monkeypatch: pytest.MonkeyPatch) -> No
                       "poll_interval": timedelta(seconds=30), "concurrency": None, "once": True}]
 
 
-# --- real processes -------------------------------------------------------------------------
-
-FAKE_MAIN = """
-import asyncio, os, sys
-from pgvectorizer import cli
-
-STUBBORN = os.environ.get("FAKE_STUBBORN") == "1"
-
-
-class FakeWorker:
-    async def run(self):
-        self.stop = asyncio.Event()
-        print("running", flush=True)
-        await self.stop.wait()
-        print("stopped", flush=True)
-
-    async def request_graceful_shutdown(self):
-        print("shutdown requested", flush=True)
-        if not STUBBORN:
-            self.stop.set()
-
-
-cli._make_worker = lambda settings: FakeWorker()
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
-
-def scripts_dir() -> Path:
-    return Path(sysconfig.get_path("scripts"))
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
-    env.update(extra)
-    return env
-
-
-def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=child_env(),
-                          timeout=SUBPROCESS_TIMEOUT, check=False)
-
-
-@pytest.fixture
-def fake_main(tmp_path: Path) -> Path:
-    path = tmp_path / "fake_main.py"
-    path.write_text(textwrap.dedent(FAKE_MAIN))
-    return path
-
-
-class Child:
-    """The fake worker in its own process; stdout lines are read with a timeout, never a hang."""
-
-    def __init__(self, fake_main: Path, **env: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(fake_main), "worker", "-d", "postgres://nowhere/x"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=fake_main.parent,
-            env=child_env(**env))
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.err: list[str] = []
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        # Both pipes are drained by threads, so the child never blocks on a full pipe.
-        self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines.put)),
-                        threading.Thread(target=self._read, args=(self.proc.stderr, self.err.append))]
-        for reader in self.readers:
-            reader.start()
-        assert self.next_line() == "running"
-
-    @staticmethod
-    def _read(pipe: IO[str], put: Callable[[str], None]) -> None:
-        for line in pipe:
-            put(line.rstrip("\n"))
-
-    def next_line(self) -> str:
-        try:
-            return self.lines.get(timeout=SUBPROCESS_TIMEOUT)
-        except queue.Empty:
-            self.proc.kill()
-            raise AssertionError("the child printed nothing more") from None
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.proc.send_signal(sig)
-
-    def finish(self) -> tuple[int, list[str], str]:
-        """Exit status, the stdout lines not read yet, and all of stderr."""
-        try:
-            self.proc.wait(timeout=SUBPROCESS_TIMEOUT)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            for reader in self.readers:
-                reader.join(timeout=SUBPROCESS_TIMEOUT)
-        rest = []
-        while not self.lines.empty():
-            rest.append(self.lines.get())
-        return self.proc.returncode, rest, "\n".join(self.err)
-
-
-def test_sigterm_stops_the_worker_gracefully(fake_main: Path) -> None:
-    child = Child(fake_main)
-    child.signal(signal.SIGTERM)
-    code, out, err = child.finish()
-    assert code == 0, err
-    assert out == ["shutdown requested", "stopped"]
-    assert "SIGTERM: finishing the current batch" in err
-
-
-def test_second_sigint_exits_at_once(fake_main: Path) -> None:
-    child = Child(fake_main, FAKE_STUBBORN="1")
-    child.signal(signal.SIGINT)
-    assert child.next_line() == "shutdown requested"
-    child.signal(signal.SIGINT)
-    code, out, err = child.finish()
-    assert code == 130, err
-    assert out == []
-    assert "second SIGINT: exiting now" in err
-
-
-def test_second_sigterm_keeps_waiting_then_sigint_exits(fake_main: Path) -> None:
-    child = Child(fake_main, FAKE_STUBBORN="1")
-    child.signal(signal.SIGTERM)
-    assert child.next_line() == "shutdown requested"
-    child.signal(signal.SIGTERM)
-    time.sleep(0.5)
-    assert child.proc.poll() is None, "a second SIGTERM should not end the worker"
-    child.signal(signal.SIGINT)
-    code, out, err = child.finish()
-    assert code == 130, err
-    assert "SIGTERM: already shutting down" in err
-    assert out == []  # no second shutdown request
-
-
-def test_python_m_worker_help(tmp_path: Path) -> None:
-    done = run([sys.executable, "-m", "pgvectorizer", "worker", "--help"], tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: pgvectorizer worker")
-    for flag in ("--db-url", "--vectorizer-id", "--poll-interval", "--concurrency", "--once",
-                 "--log-level", "PGAI_VECTORIZER_WORKER_DB_URL"):
-        assert flag in done.stdout
-
-
-@pytest.mark.parametrize(("script", "usage"), [("pgvectorizer", "usage: pgvectorizer"),
-                                               ("vectorizer", "usage: vectorizer")])
-def test_console_scripts(tmp_path: Path, script: str, usage: str) -> None:
-    path = scripts_dir() / script
-    assert path.exists(), f"{path} is missing: pip install -e python_pkg"
-    done = run([str(path), "--help"], tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(usage)
-    done = run([str(path), "--version"], tmp_path)
-    assert (done.returncode, done.stdout) == (0, f"pgvectorizer {pgvectorizer.__version__}\n")
-
-
-def test_console_script_bad_value_exits_2(tmp_path: Path) -> None:
-    done = run([str(scripts_dir() / "vectorizer"), "--poll-interval", "0"], tmp_path)
-    assert done.returncode == 2
-    assert "'0' is not longer than zero" in done.stderr
-
-
 # --- status ---------------------------------------------------------------------------------
 
 def status_row(**values: Any) -> dict[str, Any]:
@@ -595,14 +422,6 @@ def status_row(**values: Any) -> dict[str, Any]:
                            "scheduling": "none"}
     row.update(values)
     return row
-
-
-def columns(table: str) -> list[dict[str, str]]:
-    """Parses format_status_table's output back into cells, by the dashes under each header."""
-    lines = table.splitlines()
-    spans = [m.span() for m in re.finditer(r"-+", lines[1])]
-    header = [lines[0][a:b].strip() for a, b in spans]
-    return [dict(zip(header, [line[a:b].strip() for a, b in spans], strict=True)) for line in lines[2:-1]]
 
 
 def test_status_table_format() -> None:
@@ -633,36 +452,6 @@ def test_status_table_format() -> None:
 
 def test_status_table_empty() -> None:
     assert format_status_table([]).splitlines()[-1] == "(0 vectorizers)"
-
-
-@pytest.fixture
-def conninfo(db: psycopg.Connection) -> str:
-    return f"host={PGHOST} port={PGPORT} dbname={db.info.dbname} user={db.info.user}"
-
-
-def test_status_against_the_database(db: psycopg.Connection, conninfo: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    db.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
-    vid = create_vectorizer(db, "notes")
-    db.execute("INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 3) AS g")
-    name = vectorizer(db, vid)["name"]
-
-    assert main(["status", "-d", conninfo]) == 0
-    (row,) = columns(capsys.readouterr().out)
-    assert (row["id"], row["name"], row["source_table"]) == (str(vid), name, "public.notes")
-    assert (row["pending_items"], row["failed_items"], row["disabled"]) == ("3", "0", "no")
-
-    assert main(["status", "-d", conninfo, "--json"]) == 0
-    (item,) = json.loads(capsys.readouterr().out)
-    assert (item["id"], item["name"], item["pending_items"], item["failed_items"]) == (vid, name, 3, 0)
-
-
-def test_status_reads_the_db_url_variable(db: psycopg.Connection, conninfo: str,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("PGAI_VECTORIZER_WORKER_DB_URL", conninfo)
-    assert main(["status"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "(0 vectorizers)"
 
 
 def test_status_connection_error_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pgvectorizer import cli_gpu
 
-from tests.gpu_fakes import MODEL, FakeBackend
+from tests.helpers.gpu_fakes import MODEL, FakeBackend
 
 ENV_NAMES = ("SERVER_URL", "WORKER_TOKEN", "AUTH_TOKEN", "EMBEDDING_BACKEND", "EMBEDDING_MODEL",
              "EMBEDDING_DEVICE", "POLL_INTERVAL", "OLLAMA_HOST")

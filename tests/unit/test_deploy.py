@@ -7,7 +7,6 @@ services must point at each other's names and ports, and every COPY source must 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,8 +15,9 @@ import yaml
 from pgvectorizer.cli import build_parser
 from pgvectorizer.service.settings import VARIABLES
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-REPO = DEPLOY.parent
+from tests.helpers import REPO
+
+DEPLOY = REPO / "deploy"
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from pgvectorizer.errors import (
     ProviderError,
 )
 
-from tests.fake_openai import fake_stats, fake_vector, start_fake_server
+from tests.helpers.fake_openai import fake_stats, fake_vector, start_fake_server
 
 DIMS = 8  # the fake server's default vector size in these tests
 

@@ -25,7 +25,7 @@ from pgvectorizer.errors import (
     KeyEndpointRefused,
 )
 
-from tests.fake_openai import start_fake_server
+from tests.helpers.fake_openai import start_fake_server
 
 KEYS = "PGVECTORIZER_KEY_ENDPOINTS"
 ALLOWED = "PGVECTORIZER_ALLOWED_ENDPOINTS"

@@ -21,9 +21,9 @@ from pgvectorizer.gpu_worker.backends import OllamaBackend, make_backend
 from pgvectorizer.gpu_worker.packing import embed_tasks
 from pgvectorizer.service.protocol import TaskError
 
-from tests import test_embedders_ollama as fake_ollama
-from tests.fake_openai import fake_vector
-from tests.gpu_fakes import MODEL, result_of, task
+from tests.helpers import fake_ollama
+from tests.helpers.fake_openai import fake_vector
+from tests.helpers.gpu_fakes import MODEL, result_of, task
 
 # --- the sentence-transformers backend ----------------------------------------------------------
 

@@ -19,7 +19,16 @@ from pgvectorizer.service.protocol import (
     encode_vectors,
 )
 
-from tests.gpu_fakes import DIMS, MODEL, TOKEN, URL, error, ok, run_async, vectors_of
+from tests.helpers.gpu_fakes import (
+    DIMS,
+    MODEL,
+    TOKEN,
+    URL,
+    error,
+    ok,
+    run_async,
+    vectors_of,
+)
 
 
 def test_base_url() -> None:

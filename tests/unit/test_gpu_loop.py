@@ -26,7 +26,7 @@ from pgvectorizer.service.protocol import (
     TaskResult,
 )
 
-from tests.gpu_fakes import (
+from tests.helpers.gpu_fakes import (
     DIMS,
     MODEL,
     TOKEN,

@@ -8,7 +8,14 @@ from pgvectorizer.errors import MissingModel
 from pgvectorizer.gpu_worker.packing import Packing, embed_tasks, truncate
 from pgvectorizer.service.protocol import TaskError, TaskResult
 
-from tests.gpu_fakes import DIMS, MODEL, FakeBackend, result_of, task, vectors_of
+from tests.helpers.gpu_fakes import (
+    DIMS,
+    MODEL,
+    FakeBackend,
+    result_of,
+    task,
+    vectors_of,
+)
 
 
 def test_packing_sorts_longest_first_and_splits_back() -> None:

@@ -18,7 +18,7 @@ from pgvectorizer.service.protocol import Preference, parse_prefer
 from pgvectorizer.service.settings import DEFAULT_LEASE_SECONDS
 from pgvectorizer.service.store import lost_error
 
-from tests.service_helpers import (
+from tests.helpers.service_helpers import (
     ANY_ID,
     CLIENT,
     DIMS,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service_helpers import (
+from tests.helpers.service_helpers import (
     ANY_ID,
     CLIENT,
     DIMS,
