@@ -48,7 +48,6 @@ def key_types(db: psycopg.Connection) -> None:
     db.execute("CREATE DOMAIN short_text AS text CHECK (length(VALUE) < 5)")
 
 
-@pytest.mark.parametrize("path", ["worker", "in-database"])
 def test_every_key_type_is_embedded(db: psycopg.Connection, fake_url: str, key_types: None,
                                     path: str) -> None:
     for i, (typ, values) in enumerate(KEY_TYPES):
@@ -139,7 +138,6 @@ def test_a_provider_answering_nonsense_stops_the_vectorizer_and_keeps_the_queue(
     assert "configuration" in message, message
 
 
-@pytest.mark.parametrize("path", ["worker", "in-database"])
 def test_a_nan_vector_fails_only_its_row(db: psycopg.Connection, fake_url: str, path: str) -> None:
     db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
     vid = create_vectorizer(db, "doc", embedding=openai(fake_url, api_key_name=f"'{SERVER_KEY_VAR}'"),
@@ -203,7 +201,6 @@ def test_execute_vectorizer_gives_way_to_max_seconds_and_cancels(db: psycopg.Con
     assert queued(db, vid) == {1}
 
 
-@pytest.mark.parametrize("path", ["worker", "in-database"])
 def test_a_row_filter_that_fails_on_a_row_skips_that_row_only(db: psycopg.Connection, fake_url: str,
                                                              path: str) -> None:
     db.execute("CREATE TABLE doc (id int PRIMARY KEY, n int, body text)")

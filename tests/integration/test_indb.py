@@ -1,4 +1,6 @@
-"""ai.execute_vectorizer: the worker's pipeline inside PostgreSQL, against a fake OpenAI server.
+"""ai.execute_vectorizer: the worker's pipeline inside PostgreSQL, against a fake OpenAI server;
+what only the call has (its bounds, its own errors, the server's Python). What it shares with
+the external worker: test_drain.py.
 
 The server's PL/Python reads API keys from the server's own environment: scripts/cluster.sh
 sets PGVECTORIZER_TEST_API_KEY for the cluster, and the fake servers on loopback take any key
@@ -14,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
@@ -29,14 +30,13 @@ from tests.helpers.db import (
     scalar,
     vectorizer,
 )
-from tests.helpers.fake_openai import fake_stats, start_fake_server
+from tests.helpers.fake_openai import start_fake_server
 from tests.helpers.worker import (
     chunks_of,
     embedding,
     execute,
     is_vector_of,
     make_doc,
-    outcome,
     parse,
     queue_table,
     run_worker,
@@ -64,49 +64,11 @@ def slow_url() -> Iterator[str]:
     stop()
 
 
-# --- changes reach the store ---------------------------------------------------------------------
+# --- calling it ----------------------------------------------------------------------------------
 
 @pytest.fixture
 def doc(db: psycopg.Connection, fake_url: str) -> int:
     return make_doc(db, embedding(fake_url))
-
-
-def test_inserts_updates_deletes_and_filter_changes_reach_the_store(db: psycopg.Connection, doc: int) -> None:
-    db.execute("INSERT INTO doc VALUES (1, 'A', 'alpha beta', true), (2, 'B', 'gamma', true), "
-               "(3, 'C', 'delta', false)")
-    out = execute(db, doc)
-    assert outcome(out) == {"vectorizer_id": doc, "rows": 2, "chunks": 2, "embedded": 2, "reused": 0,
-                            "retried": 0, "failed": 0, "batches": 1, "stopped": "queue_empty"}
-    assert out["seconds"] >= 0
-    assert chunks_of(db) == {1: ["alpha beta"], 2: ["gamma"]}
-    assert is_vector_of(stored(db)[1][0][1], "A: alpha beta")
-    assert queued(db, doc) == set()
-
-    # Row 1 grows to two chunks, row 2 leaves the filter, row 3 enters it.
-    db.execute("UPDATE doc SET body = 'alpha beta and a much longer tail' WHERE id = 1")
-    db.execute("UPDATE doc SET published = false WHERE id = 2")
-    db.execute("UPDATE doc SET published = true WHERE id = 3")
-    out = execute(db, doc)
-    assert (out["rows"], out["chunks"], out["embedded"], out["stopped"]) == (3, 3, 3, "queue_empty")
-    assert chunks_of(db) == {1: ["alpha beta and a", "much longer tail"], 3: ["delta"]}
-    got = stored(db)
-    assert all(is_vector_of(vec, f"A: {chunk}") for chunk, vec in got[1])
-    assert is_vector_of(got[3][0][1], "C: delta")
-
-    # A delete, and a change of a template column alone.
-    db.execute("DELETE FROM doc WHERE id = 1")
-    db.execute("UPDATE doc SET title = 'New' WHERE id = 3")
-    out = execute(db, doc)
-    assert (out["rows"], out["chunks"], out["embedded"], out["stopped"]) == (2, 1, 1, "queue_empty")
-    assert chunks_of(db) == {3: ["delta"]}
-    assert is_vector_of(stored(db)[3][0][1], "New: delta")
-    assert scalar(db, "SELECT success_count FROM ai._vectorizer_worker_progress WHERE vectorizer_id = %s",
-                  (doc,)) == 2 + 3 + 2
-
-    # Nothing queued: nothing done, and it says why it stopped.
-    assert outcome(execute(db, doc)) == {"vectorizer_id": doc, "rows": 0, "chunks": 0, "embedded": 0,
-                                         "reused": 0, "retried": 0, "failed": 0, "batches": 0,
-                                         "stopped": "queue_empty"}
 
 
 def test_execute_by_name(db: psycopg.Connection, doc: int) -> None:
@@ -114,21 +76,6 @@ def test_execute_by_name(db: psycopg.Connection, doc: int) -> None:
     out = scalar(db, "SELECT ai.execute_vectorizer('public_doc_embedding', max_rows => 5)")
     assert (out["vectorizer_id"], out["rows"], out["stopped"]) == (doc, 1, "queue_empty")
     assert chunks_of(db) == {1: ["alpha"]}
-
-
-def test_unchanged_chunks_keep_their_vectors(db: psycopg.Connection, doc: int, fake_url: str) -> None:
-    db.execute("INSERT INTO doc VALUES (1, 'A', 'one two three four five six seven eight nine ten')")
-    first = execute(db, doc)
-    assert first["embedded"] == first["chunks"] >= 3
-    before = fake_stats(fake_url)["texts"]
-    db.execute("UPDATE doc SET body = 'one two three four five six seven eight nine CHANGED' WHERE id = 1")
-    out = execute(db, doc)
-    # Only the last chunk changed: one text goes to the model, the others keep their vectors.
-    assert (out["rows"], out["embedded"], out["reused"]) == (1, 1, first["chunks"] - 1)
-    assert fake_stats(fake_url)["texts"] - before == 1
-    chunks = stored(db)[1]
-    assert chunks[-1][0].endswith("CHANGED")
-    assert all(is_vector_of(vec, f"A: {chunk}") for chunk, vec in chunks)
 
 
 # --- bounds ---------------------------------------------------------------------------------------
@@ -247,22 +194,6 @@ def test_a_missing_api_key_for_a_server_that_wants_one_leaves_the_queue(db: psyc
     assert queued(db, vid) == {1, 2}
 
 
-def test_a_refused_row_fails_at_once_without_the_others(db: psycopg.Connection, fake_url: str) -> None:
-    db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
-    vid = create_vectorizer(db, "doc", embedding=embedding(fake_url), chunking="ai.chunking_none()",
-                            loading="ai.loading_column('body', retries => 0)")
-    db.execute("INSERT INTO doc VALUES (1, 'fine'), (2, 'FAIL400 refused'), (3, 'also fine')")
-    out = execute(db, vid)
-    assert (out["rows"], out["failed"], out["retried"], out["stopped"]) == (2, 1, 0, "queue_empty")
-    assert chunks_of(db) == {1: ["fine"], 3: ["also fine"]}
-    assert failed_rows(db, vid) == [2]
-    assert queued(db, vid) == set()
-    [(attempts, step, error)] = rows(db, sql.SQL("SELECT attempts, failure_step, error FROM {}").format(
-        sql.Identifier("ai", vectorizer(db, vid)["queue_failed_table"])))
-    assert (attempts, step) == (1, "embedding")
-    assert "FAIL400" in error and "400" in error
-
-
 def test_a_refused_row_is_retried_then_given_up(db: psycopg.Connection, fake_url: str) -> None:
     db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
     vid = create_vectorizer(db, "doc", embedding=embedding(fake_url), chunking="ai.chunking_none()",
@@ -282,31 +213,6 @@ def test_a_refused_row_is_retried_then_given_up(db: psycopg.Connection, fake_url
     assert failed_rows(db, vid) == [2]
     assert queued(db, vid) == set()
     assert sorted(stored(db)) == [1, 3]
-
-
-def test_destination_column(db: psycopg.Connection, fake_url: str) -> None:
-    db.execute("CREATE TABLE note (tenant text, id int, txt text, PRIMARY KEY (tenant, id))")
-    vid = create_vectorizer(db, "note", "txt", embedding=embedding(fake_url),
-                            destination="ai.destination_column('emb')", chunking="ai.chunking_none()")
-    db.execute("INSERT INTO note VALUES ('x', 1, 'first'), ('y', 1, 'second'), ('y', 2, NULL)")
-    out = execute(db, vid)
-    assert (out["rows"], out["stopped"]) == (3, "queue_empty")
-
-    def column() -> dict[tuple[str, int], np.ndarray | None]:
-        return {(t, i): None if e is None else parse(e)
-                for t, i, e in rows(db, "SELECT tenant, id, emb::text FROM note")}
-
-    got = column()
-    assert got[("y", 2)] is None
-    assert is_vector_of(got[("x", 1)], "first") and is_vector_of(got[("y", 1)], "second")
-    db.execute("UPDATE note SET txt = NULL WHERE tenant = 'x'")
-    db.execute("UPDATE note SET txt = 'changed' WHERE tenant = 'y' AND id = 1")
-    db.execute("DELETE FROM note WHERE tenant = 'y' AND id = 2")
-    assert execute(db, vid)["rows"] == 3
-    got = column()
-    assert got[("x", 1)] is None and is_vector_of(got[("y", 1)], "changed")
-    assert set(got) == {("x", 1), ("y", 1)}
-    assert queued(db, vid) == set()
 
 
 # Both filters hold what the worker's statements read as placeholders: `%` of LIKE, and in the

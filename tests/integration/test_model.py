@@ -1,8 +1,10 @@
-"""Two workers with the real all-MiniLM-L6-v2 on CPU while writers keep changing the rows.
+"""Two runners with the real all-MiniLM-L6-v2 on CPU while writers keep changing the rows.
 
 At the end every stored vector must be the model's vector for the row's current chunk text,
-and no chunk of an older text may remain. Both workers run in this process (in threads with
-their own event loops and connections) so the model is loaded once per test session.
+and no chunk of an older text may remain. The runners are two workers or two sessions calling
+ai.execute_vectorizer (`path`). Workers run in this process (in threads with their own event
+loops and connections) so the model is loaded once per test session; each session loads it in
+its backend. How the server keeps its model between calls: test_indb_model.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from pgvectorizer.chunking import make_chunker
 from pgvectorizer.embedders.sentence_transformers import load_model
 from pgvectorizer.worker import Worker
 
-from tests.helpers.db import Connector, create_vectorizer, dsn, queued, rows, vectorizer
+from tests.helpers.db import (
+    Connector,
+    create_vectorizer,
+    dsn,
+    queued,
+    rows,
+    scalar,
+    vectorizer,
+)
 from tests.helpers.worker import stored
 
 WORDS = ["database", "vector", "search", "embedding", "queue", "worker", "row", "update",
@@ -31,7 +41,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def test_two_workers_and_writers_end_with_the_models_vectors(db: psycopg.Connection,
+def test_two_runners_and_writers_end_with_the_models_vectors(db: psycopg.Connection, path: str,
                                                              connect: Connector) -> None:
     db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
     vid = create_vectorizer(db, "doc", embedding="ai.embedding_sentence_transformers('all-MiniLM-L6-v2')",
@@ -46,12 +56,21 @@ def test_two_workers_and_writers_end_with_the_models_vectors(db: psycopg.Connect
 
     def work() -> None:
         # Each pass drains what it can claim; two of these race on the same queue.
+        conn = connect() if path == "indb" else None
         while True:
             last = stop.is_set()
-            worker = Worker(dsn(db), once=True, env={"PGVECTORIZER_RETRY_SECONDS": "0"})
-            result = asyncio.run(worker.run())
-            if result is not None:
-                failures.append(result)
+            if conn is None:
+                worker = Worker(dsn(db), once=True, env={"PGVECTORIZER_RETRY_SECONDS": "0"})
+                result = asyncio.run(worker.run())
+                if result is not None:
+                    failures.append(result)
+            else:
+                try:
+                    out = scalar(conn, "SELECT ai.execute_vectorizer(%s)", (vid,))
+                    if out["failed"] or out["retried"]:
+                        failures.append(out)
+                except psycopg.Error as e:
+                    failures.append(e)
             if last:
                 return
             time.sleep(0.05)

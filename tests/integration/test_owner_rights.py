@@ -24,6 +24,7 @@ from tests.helpers.db import (
     rows,
     scalar,
 )
+from tests.helpers.worker import drain
 
 Role = tuple[str, str]
 
@@ -105,19 +106,21 @@ def plant_store_trigger(conn: psycopg.Connection) -> None:
     """)
 
 
-def test_a_trigger_on_the_store_runs_as_the_owner_in_the_worker(
-        db: psycopg.Connection, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
+def test_a_trigger_on_the_store_runs_as_the_owner(
+        db: psycopg.Connection, path: str, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
     owner, conn = admin
-    create_docs_vectorizer(conn, fake_url)
+    vid = create_docs_vectorizer(conn, fake_url)
     plant_store_trigger(conn)
-    run_worker(db)
+    out = drain(path, db, vid)  # by the superuser
+    if out is not None:
+        assert out["rows"] == 2, out
     assert_ran_as_owner_only(db, owner)
     # The rows were stored all the same: the trigger let them through.
     assert scalar(db, "SELECT count(*) FROM content.docs_embedding_store") == 2
 
 
 def test_a_function_in_the_row_filter_runs_as_the_owner(
-        db: psycopg.Connection, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
+        db: psycopg.Connection, path: str, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
     owner, conn = admin
     # IMMUTABLE on the outside, so the filter is accepted; VOLATILE work inside.
     conn.execute(f"""
@@ -125,21 +128,11 @@ def test_a_function_in_the_row_filter_runs_as_the_owner(
         CREATE FUNCTION content.body_ok(b text) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
         BEGIN PERFORM content.planted(); RETURN true; END $$;
     """)
-    create_docs_vectorizer(conn, fake_url, row_filter="'content.body_ok(body)'")
+    vid = create_docs_vectorizer(conn, fake_url, row_filter="'content.body_ok(body)'")
     conn.execute("DELETE FROM content.log")  # what create_vectorizer's backfill ran, as the owner
-    run_worker(db)
+    drain(path, db, vid)
     assert_ran_as_owner_only(db, owner)
     assert scalar(db, "SELECT count(*) FROM content.docs_embedding_store") == 2
-
-
-def test_execute_vectorizer_by_a_superuser_runs_the_owners_code_as_the_owner(
-        db: psycopg.Connection, admin: tuple[str, psycopg.Connection], fake_url: str) -> None:
-    owner, conn = admin
-    vid = create_docs_vectorizer(conn, fake_url)
-    plant_store_trigger(conn)
-    out = scalar(db, "SELECT ai.execute_vectorizer(%s)", (vid,))
-    assert out["rows"] == 2, out
-    assert_ran_as_owner_only(db, owner)
 
 
 def test_an_ops_function_made_security_invoker_is_refused(

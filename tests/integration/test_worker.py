@@ -1,4 +1,6 @@
-"""The worker against real Postgres and a fake OpenAI-compatible server on loopback.
+"""The worker against real Postgres and a fake OpenAI-compatible server on loopback: what only
+the worker does (several vectorizers in one pass, --once's error report, retries it waits for,
+a long-running worker). What it shares with ai.execute_vectorizer: test_drain.py.
 
 The fake server's vector for a text is a function of the text alone (fake_vector), so a
 stored vector shows exactly which text was embedded.
@@ -23,9 +25,7 @@ from tests.helpers.db import (
     rows,
     scalar,
 )
-from tests.helpers.fake_openai import fake_stats
 from tests.helpers.worker import (
-    assert_vector_of,
     env,
     make_doc,
     openai,
@@ -37,62 +37,6 @@ from tests.helpers.worker import (
 @pytest.fixture
 def doc(db: psycopg.Connection, fake_url: str) -> int:
     return make_doc(db, openai(fake_url))
-
-
-def test_insert_update_delete_and_filter_reach_the_store(db: psycopg.Connection, doc: int) -> None:
-    db.execute("INSERT INTO doc VALUES (1, 'A', 'alpha beta', true), (2, 'B', 'gamma', true), (3, 'C', 'delta', false)")
-    run_once(db)
-    assert {k: [c for c, _ in v] for k, v in stored(db).items()} == {1: ["alpha beta"], 2: ["gamma"]}
-    assert_vector_of(stored(db)[1][0][1], "A: alpha beta")
-    assert queued(db, doc) == set()
-
-    db.execute("UPDATE doc SET body = 'alpha beta and a much longer tail' WHERE id = 1")
-    db.execute("UPDATE doc SET published = false WHERE id = 2")
-    db.execute("UPDATE doc SET published = true WHERE id = 3")
-    run_once(db)
-    got = stored(db)
-    assert sorted(got) == [1, 3]
-    assert [c for c, _ in got[1]] == ["alpha beta and a", "much longer tail"]
-    for chunk, vec in got[1]:
-        assert_vector_of(vec, f"A: {chunk}")
-    assert_vector_of(got[3][0][1], "C: delta")
-
-    db.execute("DELETE FROM doc WHERE id = 1")
-    db.execute("UPDATE doc SET title = 'New' WHERE id = 3")
-    run_once(db)
-    got = stored(db)
-    assert sorted(got) == [3]
-    assert_vector_of(got[3][0][1], "New: delta")
-    progress = scalar(db, "SELECT success_count FROM ai._vectorizer_progress WHERE vectorizer_id = %s", (doc,))
-    assert progress == 2 + 3 + 2
-    assert scalar(db, "SELECT pending_items FROM ai.vectorizer_status WHERE id = %s", (doc,)) == 0
-
-
-def test_unchanged_chunks_are_not_embedded_again(db: psycopg.Connection, doc: int, fake_url: str) -> None:
-    db.execute("INSERT INTO doc VALUES (1, 'A', 'one two three four five six seven eight nine ten')")
-    run_once(db)
-    before = fake_stats(fake_url)["texts"]
-    db.execute("UPDATE doc SET body = 'one two three four five six seven eight nine CHANGED' WHERE id = 1")
-    run_once(db)
-    assert fake_stats(fake_url)["texts"] - before == 1
-    for chunk, vec in stored(db)[1]:
-        assert_vector_of(vec, f"A: {chunk}")
-
-
-def test_destination_column_and_composite_key(db: psycopg.Connection, fake_url: str) -> None:
-    db.execute("CREATE TABLE note (tenant text, id int, txt text, PRIMARY KEY (tenant, id))")
-    vid = create_vectorizer(db, "note", "txt", embedding=openai(fake_url),
-                            destination="ai.destination_column('emb')", chunking="ai.chunking_none()")
-    db.execute("INSERT INTO note VALUES ('x', 1, 'first'), ('y', 1, 'second'), ('y', 2, NULL)")
-    run_once(db)
-    got = {(t, i): e for t, i, e in rows(db, "SELECT tenant, id, emb::text FROM note")}
-    assert got[("y", 2)] is None
-    assert_vector_of([float(x) for x in got[("x", 1)].strip("[]").split(",")], "first")
-    assert_vector_of([float(x) for x in got[("y", 1)].strip("[]").split(",")], "second")
-    db.execute("UPDATE note SET txt = NULL WHERE tenant = 'x'")
-    run_once(db)
-    assert scalar(db, "SELECT emb FROM note WHERE tenant = 'x'") is None
-    assert queued(db, vid) == set()
 
 
 def test_provider_errors_retry_then_fail_while_others_proceed(db: psycopg.Connection, fake_url: str) -> None:

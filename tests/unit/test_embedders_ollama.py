@@ -21,7 +21,7 @@ from tests.helpers.fake_openai import fake_vector
 @pytest.fixture
 def server() -> Iterator[FakeOllama]:
     srv = FakeOllama()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)  # a quick shutdown
     thread.start()
     yield srv
     srv.shutdown()

@@ -152,7 +152,7 @@ def test_unknown_backend_and_bad_device() -> None:
 @pytest.fixture
 def ollama() -> Iterator[str]:
     server = fake_ollama.FakeOllama()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)  # a quick shutdown
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
