@@ -61,7 +61,7 @@ install-python-deps:
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup demo test pytest lint install-python install-python-deps
+.PHONY: setup demo test pytest unit integration acceptance lint install-python install-python-deps
 setup:
 	$(SUDO) env PYTHON=$(shell command -v $(PY)) PGPORT=$(PGPORT) scripts/setup.sh
 
@@ -75,6 +75,17 @@ test: setup
 
 pytest:
 	$(PY) -m pytest -q tests
+
+# The suite by kind (tests/conftest.py): unit needs no database, integration the running
+# cluster, acceptance real processes, pg_cron and the set-up script.
+unit:
+	$(PY) -m pytest -q tests/unit
+
+integration:
+	$(PY) -m pytest -q tests/integration
+
+acceptance:
+	$(PY) -m pytest -q tests/acceptance
 
 lint:
 	$(PY) -m ruff check python_pkg tests
