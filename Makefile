@@ -51,7 +51,10 @@ extension/ai--$(EXTVERSION).sql: $(SQL_SOURCES) Makefile
 
 # The package for the server's own interpreter (Debian's /usr/bin/python3, which PL/Python
 # embeds); same CPython minor version as the user's, so pip can target it directly.
+# The old copy goes first, and setuptools' build/ with it: a build/lib left by an earlier
+# version still holds the modules that version had, and they would be installed again.
 install-python:
+	rm -rf python_pkg/build $(PYTHON_TARGET)/pgvectorizer $(PYTHON_TARGET)/pgvectorizer-*.dist-info
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(PYTHON_TARGET) ./python_pkg
 
 # What the package imports inside the server (python_pkg/requirements-server.txt).
