@@ -29,7 +29,6 @@ import psycopg
 import pytest
 from pgvectorizer import cli
 from pgvectorizer.cli import (
-    DEFAULT_DB_URL,
     DEFAULT_POLL_INTERVAL,
     WorkerSettings,
     format_status_table,
@@ -39,6 +38,7 @@ from pgvectorizer.cli import (
     parse_vectorizer_ids,
     vectorizer_main,
 )
+from pgvectorizer.defaults import DEFAULT_DB_URL
 
 from .conftest import PGHOST, PGPORT, create_vectorizer, vectorizer
 

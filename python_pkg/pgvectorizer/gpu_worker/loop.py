@@ -29,10 +29,10 @@ from pgvectorizer.defaults import (
     CLAIM_TASKS,
     CLAIM_TEXTS,
     CLAIM_WAIT,
+    GPU_POLL_INTERVAL,
     MAX_CLAIM_TASKS,
     MAX_CLAIM_TEXTS,
     MAX_CLAIM_WAIT,
-    POLL_INTERVAL,
 )
 from pgvectorizer.errors import ConfigError, ServiceAuthError, ServiceRefusal
 from pgvectorizer.gpu_worker.backends import Backend
@@ -49,10 +49,6 @@ from pgvectorizer.service.protocol import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_TASKS = CLAIM_TASKS
-DEFAULT_MAX_TEXTS = CLAIM_TEXTS
-DEFAULT_WAIT = CLAIM_WAIT
-DEFAULT_POLL_INTERVAL = POLL_INTERVAL
 HEARTBEATS_PER_LEASE = 3  # a lost heartbeat or two still leaves the lease alive
 MIN_HEARTBEAT = 0.05  # seconds between heartbeats at least, whatever lease the service gives
 MAX_WORKER_ID = 200  # characters, as the protocol allows
@@ -86,9 +82,9 @@ class GpuWorker:
     """
 
     def __init__(self, server_url: str, token: str, backend: Backend,
-                 worker_id: str | None = None, max_tasks: int = DEFAULT_MAX_TASKS,
-                 max_texts: int = DEFAULT_MAX_TEXTS, wait_seconds: float = DEFAULT_WAIT,
-                 poll_interval: float = DEFAULT_POLL_INTERVAL, *,
+                 worker_id: str | None = None, max_tasks: int = CLAIM_TASKS,
+                 max_texts: int = CLAIM_TEXTS, wait_seconds: float = CLAIM_WAIT,
+                 poll_interval: float = GPU_POLL_INTERVAL, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         try:
             self.server_url = base_url(server_url)
