@@ -37,7 +37,7 @@ from pgvectorizer.defaults import (
 from pgvectorizer.errors import ConfigError, ServiceAuthError, ServiceRefusal
 from pgvectorizer.gpu_worker.backends import Backend
 from pgvectorizer.gpu_worker.client import ServiceClient, ServiceUnavailable, base_url
-from pgvectorizer.gpu_worker.packing import Outcome, embed_tasks
+from pgvectorizer.gpu_worker.packing import TaskOutcome, embed_tasks
 from pgvectorizer.service.protocol import (
     ClaimedTask,
     ClaimRequest,
@@ -113,7 +113,7 @@ class GpuWorker:
         # before claiming and the encoder gives it back when it starts a batch.
         self._slot = asyncio.Semaphore(1)
         self._batches: asyncio.Queue[list[str] | None] = asyncio.Queue()
-        self._outbox: asyncio.Queue[list[Outcome] | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[list[TaskOutcome] | None] = asyncio.Queue()
         self._fatal: BaseException | None = None
         self._client: ServiceClient | None = None
         self.batches = 0  # batches encoded
