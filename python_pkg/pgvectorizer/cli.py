@@ -1,15 +1,16 @@
 """The command line: `pgvectorizer worker | status | search | serve | gpu-worker`, and
 `vectorizer` (the worker).
 
-Each worker option can also come from an environment variable; a flag wins over its variable,
-and the variable over the default. The worker and psycopg are imported only when a command
-needs them, so that `--help` answers at once.
+Each command is a cli_common.Command: its arguments, and a run that reads its settings (a flag
+over its environment variables over the default; pgvectorizer.settings) and returns the exit
+status. This module builds the parser from them; before any run it sets up logging and copies
+./.env into the environment. The worker and psycopg are imported only when a command needs
+them, so that `--help` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -18,32 +19,38 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from pgvectorizer import __version__, cli_gpu, cli_search, cli_serve
 from pgvectorizer.cli_common import (
+    DB_URL,
     EXIT_FAILED,
     EXIT_OK,
-    ShutdownSignals,
+    Command,
+    Runnable,
+    add_db_url,
+    resolve_db_url,
+    run_until_signal,
+)
+from pgvectorizer.defaults import DEFAULT_POLL_INTERVAL
+from pgvectorizer.errors import VectorizerError
+from pgvectorizer.settings import (
+    Env,
+    Var,
     argtype,
-    env_value,
-    from_env,
+    parse_bool,
+    parse_duration,
     parse_positive_int,
 )
-from pgvectorizer.errors import VectorizerError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DB_URL = "postgres://postgres@localhost:5432/postgres"
-DEFAULT_POLL_INTERVAL = timedelta(minutes=5)
-
-ENV_DB_URL = "PGAI_VECTORIZER_WORKER_DB_URL"
-# The name the first releases used; read after the new one so old deployments keep working.
-ENV_DB_URL_OLD = "VECTORIZER_DB_URL"
-ENV_VECTORIZER_IDS = "PGAI_VECTORIZER_WORKER_VECTORIZER_IDS"
-ENV_POLL_INTERVAL = "PGAI_VECTORIZER_WORKER_POLL_INTERVAL"
-ENV_CONCURRENCY = "PGAI_VECTORIZER_WORKER_CONCURRENCY"
-ENV_ONCE = "PGAI_VECTORIZER_WORKER_ONCE"
+# The worker's variables besides DB_URL: ours first, then pgai's worker's.
+VECTORIZER_IDS = Var("PGVECTORIZER_VECTORIZER_IDS", "PGAI_VECTORIZER_WORKER_VECTORIZER_IDS")
+POLL_INTERVAL = Var("PGVECTORIZER_POLL_INTERVAL", "PGAI_VECTORIZER_WORKER_POLL_INTERVAL")
+CONCURRENCY = Var("PGVECTORIZER_CONCURRENCY", "PGAI_VECTORIZER_WORKER_CONCURRENCY")
+ONCE = Var("PGVECTORIZER_ONCE", "PGAI_VECTORIZER_WORKER_ONCE")
+VARIABLES = (DB_URL, VECTORIZER_IDS, POLL_INTERVAL, CONCURRENCY, ONCE)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -51,53 +58,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 STATUS_ERROR_WIDTH = 60  # characters of last_error shown in the status table
 
 
-# --- values: each parser raises ValueError with a message that quotes the value -------------
-
-_UNITS = (("d", "days"), ("h", "hours"), ("m", "minutes"), ("s", "seconds"))
-# Units largest first, each at most once, so "1h30m" reads one way only; spaces may separate.
-_DURATION = re.compile(r"\s*".join(rf"(?:([0-9]+){u})?" for u, _ in _UNITS), re.ASCII)
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
-
-
-def parse_duration(text: str) -> timedelta:
-    """A positive duration: whole seconds ("900") or units largest first ("30s", "1h30m", "2d")."""
-    value = text.strip().lower()
-    if value.startswith("-"):
-        raise ValueError(f"{text!r} is negative: the interval must be longer than zero")
-    if re.fullmatch(r"[0-9]+", value, re.ASCII):
-        delta = timedelta(seconds=int(value))
-    else:
-        match = _DURATION.fullmatch(value)
-        if not value or match is None or not any(match.groups()):
-            raise ValueError(f"{text!r} is not a duration: use whole seconds or units d, h, m, s "
-                             "largest first, like 30s, 5m, 1h30m, 2d")
-        try:
-            delta = timedelta(**{name: int(n) for (_, name), n in zip(_UNITS, match.groups(), strict=True)
-                                 if n is not None})
-        except OverflowError:
-            raise ValueError(f"{text!r} is too long a duration") from None
-    if delta <= timedelta(0):
-        raise ValueError(f"{text!r} is not longer than zero")
-    return delta
-
-
 def parse_vectorizer_ids(text: str) -> list[int]:
     """Vectorizer ids separated by commas and/or spaces ("1,2 3"); none is an empty list."""
     return [parse_positive_int(part) for part in re.split(r"[\s,]+", text.strip()) if part]
 
 
-def parse_bool(text: str) -> bool:
-    """true/1/yes/on or false/0/no/off, in any case."""
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{text!r} is not a boolean: use true/false, 1/0, yes/no or on/off")
-
-
-# --- settings -------------------------------------------------------------------------------
+# --- the worker's settings ------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -110,27 +76,14 @@ class WorkerSettings:
     once: bool
 
 
-def resolve_db_url(flag: str | None, environ: Mapping[str, str]) -> str:
-    """The flag, else PGAI_VECTORIZER_WORKER_DB_URL, else VECTORIZER_DB_URL, else the default."""
-    if flag is not None:
-        return flag
-    return env_value(environ, ENV_DB_URL) or env_value(environ, ENV_DB_URL_OLD) or DEFAULT_DB_URL
-
-
 def resolve_worker_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerSettings:
     """Flags over environment variables over defaults; ValueError names a bad variable."""
-    ids = args.vectorizer_ids
-    if ids is None:
-        ids = from_env(environ, ENV_VECTORIZER_IDS, parse_vectorizer_ids)
-    poll_interval = args.poll_interval
-    if poll_interval is None:
-        poll_interval = from_env(environ, ENV_POLL_INTERVAL, parse_duration) or DEFAULT_POLL_INTERVAL
-    concurrency = args.concurrency
-    if concurrency is None:
-        concurrency = from_env(environ, ENV_CONCURRENCY, parse_positive_int)
-    once = args.once
-    if once is None:
-        once = from_env(environ, ENV_ONCE, parse_bool) or False
+    env = Env(environ)
+    ids = env.get(VECTORIZER_IDS, parse_vectorizer_ids, flag=args.vectorizer_ids)
+    poll_interval = env.get(POLL_INTERVAL, parse_duration, DEFAULT_POLL_INTERVAL,
+                            flag=args.poll_interval)
+    concurrency = env.get(CONCURRENCY, parse_positive_int, flag=args.concurrency)
+    once = env.get(ONCE, parse_bool, False, flag=args.once)
     if ids is not None:
         # The same id twice would only make the worker visit it twice per round; no ids
         # at all (a variable holding only separators) means every vectorizer.
@@ -144,6 +97,24 @@ def resolve_worker_settings(args: argparse.Namespace, environ: Mapping[str, str]
     )
 
 
+def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    add_db_url(parser)
+    # "-id" is spelled out because the self-hosting guide uses it ("vectorizer -id 42");
+    # without it argparse would read "-id" as "-i" with the value "d".
+    parser.add_argument("-i", "-id", "--vectorizer-id", dest="vectorizer_ids", metavar="ID",
+                        type=argtype(parse_positive_int), action="append",
+                        help=f"process only this vectorizer; repeat for more (env {VECTORIZER_IDS}, "
+                             "comma or space separated; default all)")
+    parser.add_argument("--poll-interval", metavar="DURATION", type=argtype(parse_duration),
+                        help="pause between rounds: seconds or 30s, 5m, 1h30m, 2d "
+                             f"(env {POLL_INTERVAL}; default 5m)")
+    parser.add_argument("-c", "--concurrency", metavar="N", type=argtype(parse_positive_int),
+                        help=f"tasks per vectorizer queue (env {CONCURRENCY}; "
+                             "default: the vectorizer's processing config, else 1)")
+    parser.add_argument("--once", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"work each queue until empty, then exit (env {ONCE}; default off)")
+
+
 # --- the parsers ----------------------------------------------------------------------------
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -151,80 +122,19 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
                         help="how much to log to stderr (default INFO)")
 
 
-def _add_db_url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-d", "--db-url", metavar="URL",
-                        help=f"PostgreSQL connection string (env {ENV_DB_URL}, then {ENV_DB_URL_OLD}; "
-                             f"default {DEFAULT_DB_URL})")
-
-
-def _add_worker_options(parser: argparse.ArgumentParser) -> None:
-    _add_db_url(parser)
-    # "-id" is spelled out because the self-hosting guide uses it ("vectorizer -id 42");
-    # without it argparse would read "-id" as "-i" with the value "d".
-    parser.add_argument("-i", "-id", "--vectorizer-id", dest="vectorizer_ids", metavar="ID",
-                        type=argtype(parse_positive_int), action="append",
-                        help=f"process only this vectorizer; repeat for more (env {ENV_VECTORIZER_IDS}, "
-                             "comma or space separated; default all)")
-    parser.add_argument("--poll-interval", metavar="DURATION", type=argtype(parse_duration),
-                        help="pause between rounds: seconds or 30s, 5m, 1h30m, 2d "
-                             f"(env {ENV_POLL_INTERVAL}; default 5m)")
-    parser.add_argument("-c", "--concurrency", metavar="N", type=argtype(parse_positive_int),
-                        help=f"tasks per vectorizer queue (env {ENV_CONCURRENCY}; "
-                             "default: the vectorizer's processing config, else 1)")
-    parser.add_argument("--once", action=argparse.BooleanOptionalAction, default=None,
-                        help=f"work each queue until empty, then exit (env {ENV_ONCE}; default off)")
-    _add_log_level(parser)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The `pgvectorizer` parser with its worker and status commands."""
+    """The `pgvectorizer` parser with its commands."""
     parser = argparse.ArgumentParser(
         prog="pgvectorizer", allow_abbrev=False,
         description="Keep vector embeddings of PostgreSQL rows in sync with the ai extension.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    worker = commands.add_parser(
-        "worker", allow_abbrev=False, help="embed queued rows, round after round",
-        description="Work the vectorizers' queues: embed changed rows and store the vectors.")
-    _add_worker_options(worker)
-    worker.set_defaults(handler=_worker_command, parser=worker)
-
-    status = commands.add_parser(
-        "status", allow_abbrev=False, help="show each vectorizer's queue and last error",
-        description="Print ai.vectorizer_status: pending and failed rows, last success and error.")
-    _add_db_url(status)
-    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _add_log_level(status)
-    status.set_defaults(handler=_status_command, parser=status)
-
-    search = commands.add_parser(
-        "search", allow_abbrev=False, help="semantic search in a vectorizer's chunks",
-        description="Embed a query with the vectorizer's model and print the nearest chunks.")
-    _add_db_url(search)
-    cli_search.add_arguments(search)
-    _add_log_level(search)
-    search.set_defaults(handler=_search_command, parser=search)
-
-    serve = commands.add_parser(
-        "serve", allow_abbrev=False, help="run the embedding queue service (OpenAI-compatible)",
-        description="Accept POST /v1/embeddings and hand the texts to GPU workers over HTTP. "
-                    "Settings: AUTH_TOKEN (required), WORKER_TOKEN, EMBEDDING_MODEL, MODELS, "
-                    "SERVER_HOST, SERVER_PORT, DB_PATH or DATABASE_URL, LEASE_SECONDS, "
-                    "MAX_ATTEMPTS, RESULT_RETENTION, MAX_REQUEST_BYTES, MAX_INPUTS, "
-                    "MAX_WAIT_SECONDS, SYNC_WAIT_SECONDS, PENDING_TIMEOUT, DIMENSIONS_MODELS.")
-    cli_serve.add_arguments(serve)
-    _add_log_level(serve)
-    serve.set_defaults(handler=_serve_command, parser=serve)
-
-    gpu = commands.add_parser(
-        "gpu-worker", allow_abbrev=False, help="embed the queue service's tasks on this machine",
-        description="Pull tasks from `pgvectorizer serve` over HTTP (no inbound connection "
-                    "needed) and embed them with sentence-transformers (CUDA in fp16, else "
-                    "CPU) or Ollama.")
-    cli_gpu.add_arguments(gpu)
-    _add_log_level(gpu)
-    gpu.set_defaults(handler=_gpu_worker_command, parser=gpu)
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, allow_abbrev=False, help=command.help,
+                                  description=command.description)
+        command.add_arguments(sub)
+        _add_log_level(sub)
+        sub.set_defaults(run=command.run, parser=sub)
     return parser
 
 
@@ -234,8 +144,9 @@ def build_vectorizer_parser() -> argparse.ArgumentParser:
         prog="vectorizer", allow_abbrev=False,
         description="Work the vectorizers' queues (the same as `pgvectorizer worker`).")
     parser.add_argument("--version", action="version", version=f"pgvectorizer {__version__}")
-    _add_worker_options(parser)
-    parser.set_defaults(handler=_worker_command, parser=parser)
+    _add_worker_arguments(parser)
+    _add_log_level(parser)
+    parser.set_defaults(run=WORKER.run, parser=parser)
     return parser
 
 
@@ -252,7 +163,9 @@ def vectorizer_main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
-        code: int = args.handler(args)
+        _setup_logging(args.log_level)
+        _load_dotenv(args)
+        code: int = args.run(args)
         return code
     except SystemExit as exc:
         # argparse exits for --help, --version and usage errors; callers get a status instead.
@@ -278,23 +191,15 @@ def _load_dotenv(args: argparse.Namespace) -> None:
         merged = load_env()
     except (OSError, ValueError) as exc:  # unreadable, or not UTF-8
         _usage_error(args, f".env: {exc}")
-    # load_env only returns the file overlaid by the environment; the worker's settings and
-    # the embedders' API keys are read from os.environ, so the file's variables go there.
+    # load_env only returns the file overlaid by the environment; the settings and the
+    # embedders' API keys are read from os.environ, so the file's variables go there.
     for key, value in merged.items():
         os.environ.setdefault(key, value)
 
 
 # --- worker ---------------------------------------------------------------------------------
 
-class WorkerLike(Protocol):
-    """What the CLI needs of pgvectorizer.worker.Worker."""
-
-    async def run(self) -> Exception | None: ...
-
-    async def request_graceful_shutdown(self) -> None: ...
-
-
-def _make_worker(settings: WorkerSettings) -> WorkerLike:
+def _make_worker(settings: WorkerSettings) -> Runnable[Exception | None]:
     """Builds the real Worker (tests replace this function)."""
     from pgvectorizer.worker import Worker
 
@@ -303,20 +208,15 @@ def _make_worker(settings: WorkerSettings) -> WorkerLike:
                   once=settings.once)
 
 
-def _worker_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
-    _load_dotenv(args)
+def _run_worker(args: argparse.Namespace) -> int:
+    """Works the queues under SIGTERM/SIGINT handling; 0 on a clean stop, else 1."""
     try:
         settings = resolve_worker_settings(args, os.environ)
     except ValueError as exc:
         _usage_error(args, str(exc))
-    return run_worker(_make_worker(settings))
-
-
-def run_worker(worker: WorkerLike) -> int:
-    """Runs the worker to its end under SIGTERM/SIGINT handling; 0 on a clean stop, else 1."""
+    worker = _make_worker(settings)
     try:
-        error = asyncio.run(_serve(worker))
+        error = run_until_signal(worker)
     except Exception:
         logger.exception("worker failed")
         return EXIT_FAILED
@@ -327,13 +227,10 @@ def run_worker(worker: WorkerLike) -> int:
     return EXIT_OK
 
 
-async def _serve(worker: WorkerLike) -> Exception | None:
-    signals = ShutdownSignals(worker, asyncio.get_running_loop())
-    signals.install()
-    try:
-        return await worker.run()
-    finally:
-        signals.uninstall()
+WORKER = Command(
+    "worker", help="embed queued rows, round after round",
+    description="Work the vectorizers' queues: embed changed rows and store the vectors.",
+    add_arguments=_add_worker_arguments, run=_run_worker)
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -343,9 +240,12 @@ STATUS_COLUMNS = ("id", "name", "source_table", "destination", "pending_items", 
 _NUMERIC = frozenset({"id", "pending_items", "failed_items"})
 
 
-def _status_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
-    _load_dotenv(args)
+def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    add_db_url(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _run_status(args: argparse.Namespace) -> int:
     # psycopg is imported here, not at start-up: the db layer is the only one to import it.
     from pgvectorizer.db.status import fetch_status
 
@@ -361,22 +261,13 @@ def _status_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _search_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
-    _load_dotenv(args)
-    return cli_search.run(args, resolve_db_url(args.db_url, os.environ))
+STATUS = Command(
+    "status", help="show each vectorizer's queue and last error",
+    description="Print ai.vectorizer_status: pending and failed rows, last success and error.",
+    add_arguments=_add_status_arguments, run=_run_status)
 
-
-def _serve_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
-    _load_dotenv(args)
-    return cli_serve.run(args)
-
-
-def _gpu_worker_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
-    _load_dotenv(args)
-    return cli_gpu.run(args)
+# In the order of `pgvectorizer --help`.
+COMMANDS = (WORKER, STATUS, cli_search.COMMAND, cli_serve.COMMAND, cli_gpu.COMMAND)
 
 
 def _json_value(value: object) -> object:

@@ -1,5 +1,6 @@
-"""What the commands share: exit statuses, value parsing for argparse and the environment,
-and graceful shutdown on SIGTERM/SIGINT. Light imports only: `--help` answers at once."""
+"""What the commands share: their shape (Command), exit statuses, the database option of the
+worker, status and search, and running a worker until SIGTERM/SIGINT (run_until_signal).
+Settings are read with pgvectorizer.settings. Light imports only: `--help` answers at once."""
 
 from __future__ import annotations
 
@@ -10,16 +11,50 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+from pgvectorizer.defaults import DEFAULT_DB_URL
+from pgvectorizer.settings import Env, Var
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # what argparse uses for a bad command line; bad variables get it too
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130: what a shell reports for a process killed by Ctrl-C
+
+
+# The worker's database, for `worker`, `status` and `search` (the first name is ours, the
+# others pgai's worker's: the current one, then the one of its first releases).
+DB_URL = Var("PGVECTORIZER_DB_URL", "PGAI_VECTORIZER_WORKER_DB_URL", "VECTORIZER_DB_URL")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `pgvectorizer` command: its arguments, and its run, which reads its settings (flags
+    over variables over defaults) and returns the exit status."""
+
+    name: str
+    help: str  # its line in `pgvectorizer --help`
+    description: str  # the top of `pgvectorizer NAME --help`
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def add_db_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--db-url", metavar="URL",
+                        help=f"PostgreSQL connection string (env {DB_URL}; default {DEFAULT_DB_URL})")
+
+
+def resolve_db_url(flag: str | None, environ: Mapping[str, str]) -> str:
+    """The flag, else the first of DB_URL's variables that is set, else the default."""
+    if flag is not None:
+        return flag
+    return Env(environ).text(DB_URL, DEFAULT_DB_URL)
 
 
 class Stoppable(Protocol):
@@ -28,42 +63,25 @@ class Stoppable(Protocol):
     async def request_graceful_shutdown(self) -> None: ...
 
 
-def parse_positive_int(text: str) -> int:
-    """A whole number of at least 1."""
-    try:
-        number = int(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if number < 1:
-        raise ValueError(f"{text!r} is less than 1")
-    return number
+class Runnable(Stoppable, Protocol[T_co]):
+    """A Stoppable whose run() works until it is stopped (or done), then returns."""
+
+    async def run(self) -> T_co: ...
 
 
-def argtype(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """Wraps a parser for argparse, which shows an ArgumentTypeError's own message."""
-    def convert(text: str) -> T:
+def run_until_signal(worker: Runnable[T]) -> T:
+    """asyncio.run(worker.run()), with SIGTERM and SIGINT asking it to stop gracefully (see
+    ShutdownSignals); returns what run() returns and raises what it raises."""
+
+    async def serve() -> T:
+        signals = ShutdownSignals(worker, asyncio.get_running_loop())
+        signals.install()
         try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = parse.__name__
-    return convert
+            return await worker.run()
+        finally:
+            signals.uninstall()
 
-
-def env_value(environ: Mapping[str, str], name: str) -> str | None:
-    # An empty variable counts as unset, as when a compose file blanks it out.
-    value = environ.get(name)
-    return value if value is not None and value.strip() else None
-
-
-def from_env(environ: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:
-    raw = env_value(environ, name)
-    if raw is None:
-        return None
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name}={raw!r}: {exc}") from None
+    return asyncio.run(serve())
 
 
 class ShutdownSignals:
@@ -92,7 +110,7 @@ class ShutdownSignals:
 
     def uninstall(self) -> None:
         # The loop would reset the signals to Python's defaults; a program (or test) that
-        # calls run_worker gets its own handlers back instead.
+        # calls run_until_signal gets its own handlers back instead.
         for sig, previous in self._previous.items():
             self._loop.remove_signal_handler(sig)
             if previous is not None:

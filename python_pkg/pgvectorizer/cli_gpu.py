@@ -9,12 +9,12 @@ flags or variables.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pgvectorizer.cli_common import (
@@ -22,11 +22,8 @@ from pgvectorizer.cli_common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    ShutdownSignals,
-    argtype,
-    env_value,
-    from_env,
-    parse_positive_int,
+    Command,
+    run_until_signal,
 )
 from pgvectorizer.defaults import (
     CLAIM_TASKS,
@@ -34,30 +31,36 @@ from pgvectorizer.defaults import (
     CLAIM_WAIT,
     DEVICE,
     GPU_BACKENDS,
+    GPU_POLL_INTERVAL,
     LOCAL_MODEL,
     MAX_CLAIM_TASKS,
     MAX_CLAIM_TEXTS,
     MAX_CLAIM_WAIT,
-    POLL_INTERVAL,
 )
 from pgvectorizer.errors import ConfigError
+from pgvectorizer.settings import (
+    Env,
+    Var,
+    argtype,
+    at_most,
+    parse_positive_int,
+    parse_seconds,
+)
 
 if TYPE_CHECKING:
-    from pgvectorizer.gpu_worker import Backend, GpuWorker
+    from pgvectorizer.gpu_worker import Backend
 
 logger = logging.getLogger(__name__)
 
-ENV_SERVER = "SERVER_URL"
-ENV_TOKENS = ("WORKER_TOKEN", "AUTH_TOKEN")  # the first one set wins
-ENV_BACKEND = "EMBEDDING_BACKEND"
-ENV_MODEL = "EMBEDDING_MODEL"
-ENV_DEVICE = "EMBEDDING_DEVICE"
-ENV_POLL_INTERVAL = "POLL_INTERVAL"
-ENV_OLLAMA = "OLLAMA_HOST"
-
-
-
-_DEVICE = DEVICE
+# Ours first, then the embedding queue's names (the token: the workers', then the clients').
+SERVER = Var("PGVECTORIZER_GPU_SERVER", "SERVER_URL")
+TOKEN = Var("PGVECTORIZER_GPU_TOKEN", "WORKER_TOKEN", "AUTH_TOKEN")
+BACKEND = Var("PGVECTORIZER_GPU_BACKEND", "EMBEDDING_BACKEND")
+MODEL = Var("PGVECTORIZER_GPU_MODEL", "EMBEDDING_MODEL")
+DEVICE_VAR = Var("PGVECTORIZER_GPU_DEVICE", "EMBEDDING_DEVICE")
+POLL_INTERVAL = Var("PGVECTORIZER_GPU_POLL_INTERVAL", "POLL_INTERVAL")
+OLLAMA_URL = Var("PGVECTORIZER_GPU_OLLAMA_URL", "OLLAMA_HOST")
+VARIABLES = (SERVER, TOKEN, BACKEND, MODEL, DEVICE_VAR, POLL_INTERVAL, OLLAMA_URL)
 
 
 # --- values: each parser raises ValueError with a message that quotes the value -------------
@@ -65,31 +68,8 @@ _DEVICE = DEVICE
 def parse_device(text: str) -> str:
     """auto, cpu, cuda or cuda:N."""
     value = text.strip().lower()
-    if not _DEVICE.fullmatch(value):
+    if not DEVICE.fullmatch(value):
         raise ValueError(f"{text!r} is not a device: use auto, cpu, cuda or cuda:N")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        return float(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-
-
-def parse_seconds(text: str) -> float:
-    """A number of seconds more than 0 ("2", "0.5")."""
-    value = _seconds(text)
-    if not 0 < value < float("inf"):
-        raise ValueError(f"{text!r} is not more than 0 seconds")
-    return value
-
-
-def parse_wait(text: str) -> float:
-    """Seconds from 0 to 60: how long the service may hold a claim open."""
-    value = _seconds(text)
-    if not 0 <= value <= MAX_CLAIM_WAIT:
-        raise ValueError(f"{text!r} is not between 0 and {MAX_CLAIM_WAIT:g} seconds")
     return value
 
 
@@ -109,51 +89,43 @@ def parse_models(text: str) -> list[str]:
     return models
 
 
-def _at_most(high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        number = parse_positive_int(text)
-        if number > high:
-            raise ValueError(f"{text!r} is more than {high}")
-        return number
-    return parse
-
-
 # --- flags and settings ---------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", metavar="URL",
-                        help=f"the queue service, like http://host:8000 (env {ENV_SERVER}; "
+                        help=f"the queue service, like http://host:8000 (env {SERVER}; "
                              "required)")
     parser.add_argument("--token", metavar="T",
-                        help=f"the service's worker token (env {ENV_TOKENS[0]}, then "
-                             f"{ENV_TOKENS[1]}; required; the variable keeps it out of ps)")
+                        help=f"the service's worker token (env {TOKEN}; required; the "
+                             "variable keeps it out of ps)")
     parser.add_argument("--backend", type=argtype(parse_backend), metavar="NAME",
-                        help=f"sentence-transformers or ollama (env {ENV_BACKEND}; default "
+                        help=f"sentence-transformers or ollama (env {BACKEND}; default "
                              "sentence-transformers)")
     parser.add_argument("--model", dest="models", action="append", metavar="NAME",
                         help=f"a model to serve, as clients name it; repeat for more (env "
-                             f"{ENV_MODEL}, comma separated; default {LOCAL_MODEL})")
+                             f"{MODEL}, comma separated; default {LOCAL_MODEL})")
     parser.add_argument("--device", type=argtype(parse_device), metavar="DEVICE",
-                        help=f"auto, cpu, cuda or cuda:N (env {ENV_DEVICE}; default auto: "
+                        help=f"auto, cpu, cuda or cuda:N (env {DEVICE_VAR}; default auto: "
                              "CUDA in fp16 if there is a GPU, else CPU)")
     parser.add_argument("--batch-size", type=argtype(parse_positive_int), metavar="N",
                         help="texts per forward pass (default 256 on CUDA, 64 on CPU)")
-    parser.add_argument("--max-tasks", type=argtype(_at_most(MAX_CLAIM_TASKS)),
+    parser.add_argument("--max-tasks", type=argtype(at_most(MAX_CLAIM_TASKS)),
                         default=CLAIM_TASKS, metavar="N",
                         help=f"tasks per claim (default {CLAIM_TASKS})")
-    parser.add_argument("--max-texts", type=argtype(_at_most(MAX_CLAIM_TEXTS)),
+    parser.add_argument("--max-texts", type=argtype(at_most(MAX_CLAIM_TEXTS)),
                         default=CLAIM_TEXTS, metavar="N",
                         help=f"about this many texts per claim; a claim always takes one task "
                              f"however long (default {CLAIM_TEXTS})")
-    parser.add_argument("--wait", type=argtype(parse_wait), default=CLAIM_WAIT, metavar="SECONDS",
+    parser.add_argument("--wait", type=argtype(partial(parse_seconds, maximum=MAX_CLAIM_WAIT)),
+                        default=CLAIM_WAIT, metavar="SECONDS",
                         help="how long the service may hold a claim open waiting for work "
                              f"(0 to {MAX_CLAIM_WAIT:g}; default {CLAIM_WAIT:g})")
     parser.add_argument("--poll-interval", type=argtype(parse_seconds), metavar="SECONDS",
                         help=f"pause after an empty claim with --wait 0, and the first pause "
-                             f"when the service is unreachable (env {ENV_POLL_INTERVAL}; "
-                             f"default {POLL_INTERVAL:g})")
+                             f"when the service is unreachable (env {POLL_INTERVAL}; "
+                             f"default {GPU_POLL_INTERVAL:g})")
     parser.add_argument("--ollama-url", metavar="URL",
-                        help=f"the Ollama server for --backend ollama (env {ENV_OLLAMA}; "
+                        help=f"the Ollama server for --backend ollama (env {OLLAMA_URL}; "
                              "default http://localhost:11434)")
     parser.add_argument("--worker-id", metavar="ID",
                         help="this worker's name in the service (default hostname-pid-random)")
@@ -182,49 +154,46 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Gp
     which variable is bad."""
     from pgvectorizer.gpu_worker.client import base_url
 
-    server = args.server or env_value(environ, ENV_SERVER)
+    env = Env(environ)
+    found = None if args.server else env.lookup(SERVER)
+    server = args.server or (found[1] if found else None)
     if not server:
-        raise ValueError(f"no service URL: give --server URL or set {ENV_SERVER}")
+        raise ValueError(f"no service URL: give --server URL or set {SERVER.aliases[0]}")
     try:
         server = base_url(server)
     except ValueError as exc:
-        where = "--server" if args.server else f"environment variable {ENV_SERVER}"
+        where = f"environment variable {found[0]}" if found else "--server"
         raise ValueError(f"{where}: {exc}") from None
-    token = args.token
-    for name in ENV_TOKENS:
-        token = token or env_value(environ, name)
+    token = args.token or env.text(TOKEN)
     if not token:
-        raise ValueError(f"no worker token: give --token or set {ENV_TOKENS[0]} (or "
-                         f"{ENV_TOKENS[1]}) to the service's worker token")
-    poll_interval = args.poll_interval
-    if poll_interval is None:
-        poll_interval = from_env(environ, ENV_POLL_INTERVAL, parse_seconds) or POLL_INTERVAL
+        raise ValueError(f"no worker token: give --token or set {TOKEN.aliases[0]} (or "
+                         f"{TOKEN.aliases[1]}) to the service's worker token")
+    poll_interval = env.get(POLL_INTERVAL, parse_seconds, GPU_POLL_INTERVAL,
+                            flag=args.poll_interval)
     return GpuSettings(
         server=server,
         token=token.strip(),
-        backend=args.backend or from_env(environ, ENV_BACKEND, parse_backend)
-        or GPU_BACKENDS[0],
-        models=list(dict.fromkeys(args.models or from_env(environ, ENV_MODEL, parse_models)
-                                  or [LOCAL_MODEL])),
-        device=args.device or from_env(environ, ENV_DEVICE, parse_device) or "auto",
+        backend=args.backend or env.get(BACKEND, parse_backend, GPU_BACKENDS[0]),
+        models=list(dict.fromkeys(args.models or env.get(MODEL, parse_models, [LOCAL_MODEL]))),
+        device=args.device or env.get(DEVICE_VAR, parse_device, "auto"),
         batch_size=args.batch_size,
         max_tasks=args.max_tasks,
         max_texts=args.max_texts,
         wait_seconds=args.wait,
         poll_interval=poll_interval,
-        ollama_url=args.ollama_url or env_value(environ, ENV_OLLAMA),
+        ollama_url=args.ollama_url or env.text(OLLAMA_URL),
         worker_id=args.worker_id,
     )
 
 
 # --- running --------------------------------------------------------------------------------
 
-def make_backend(settings: GpuSettings) -> Backend:
+def load_backend(settings: GpuSettings) -> Backend:
     """Loads or probes the models (tests replace this function)."""
-    from pgvectorizer.gpu_worker import make_backend as make
+    from pgvectorizer.gpu_worker import make_backend
 
-    return make(settings.backend, settings.models, device=settings.device,
-                batch_size=settings.batch_size, ollama_url=settings.ollama_url)
+    return make_backend(settings.backend, settings.models, device=settings.device,
+                        batch_size=settings.batch_size, ollama_url=settings.ollama_url)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"pgvectorizer gpu-worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        backend = make_backend(settings)
+        backend = load_backend(settings)
     except ConfigError as exc:
         print(f"pgvectorizer gpu-worker: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -257,29 +226,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"pgvectorizer gpu-worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return run_worker(worker)
-    finally:
-        backend.close()
-
-
-def run_worker(worker: GpuWorker) -> int:
-    """Runs the worker under SIGTERM/SIGINT handling: 0 on a graceful stop, 1 when the service
-    refuses it (the reason in one line) or it fails."""
-
-    async def serve() -> None:
-        signals = ShutdownSignals(worker, asyncio.get_running_loop())
-        signals.install()
-        try:
-            await worker.run()
-        finally:
-            signals.uninstall()
-
-    try:
-        asyncio.run(serve())
-    except ConfigError as exc:  # ServiceAuthError among them
+        run_until_signal(worker)
+    except ConfigError as exc:  # ServiceAuthError among them: the service refuses the worker
         print(f"pgvectorizer gpu-worker: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except Exception:
         logger.exception("GPU worker failed")
         return EXIT_FAILED
+    finally:
+        backend.close()
     return EXIT_OK
+
+
+COMMAND = Command(
+    "gpu-worker", help="embed the queue service's tasks on this machine",
+    description="Pull tasks from `pgvectorizer serve` over HTTP (no inbound connection "
+                "needed) and embed them with sentence-transformers (CUDA in fp16, else "
+                "CPU) or Ollama.",
+    add_arguments=add_arguments, run=run)

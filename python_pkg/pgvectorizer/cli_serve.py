@@ -1,7 +1,7 @@
 """`pgvectorizer serve`: the embedding queue service under uvicorn.
 
 Settings come from the environment and ./.env (service/settings.py); flags override the
-listening address and the store. --port 0 picks a free port, written to --port-file once the
+listening address and the store (the only settings with flags). --port 0 picks a free port, written to --port-file once the
 socket is bound, so tests and scripts need not guess one.
 """
 
@@ -19,7 +19,9 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from pgvectorizer.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command
 from pgvectorizer.errors import ConfigError
+from pgvectorizer.service.settings import DATABASE_URL, DB_PATH, HOST, PORT, SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +31,15 @@ GRACEFUL_SHUTDOWN = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="address to listen on (env SERVER_HOST; default 127.0.0.1)")
+    parser.add_argument("--host", help=f"address to listen on (env {HOST}; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one "
-                        "(env SERVER_PORT; default 8000)")
+                        f"(env {PORT}; default 8000)")
     parser.add_argument("--port-file", metavar="FILE",
                         help="write the port here once listening (useful with --port 0)")
     parser.add_argument("--db-path", metavar="FILE",
-                        help="SQLite task store (env DB_PATH; default data/embedding_queue.db)")
+                        help=f"SQLite task store (env {DB_PATH}; default data/embedding_queue.db)")
     parser.add_argument("--database-url", metavar="URL",
-                        help="PostgreSQL task store, for several replicas (env DATABASE_URL)")
+                        help=f"PostgreSQL task store, for several replicas (env {DATABASE_URL})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_env(dict(os.environ))
     except ConfigError as exc:
         print(f"pgvectorizer serve: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     overrides = {"host": args.host, "port": args.port, "db_path": args.db_path,
                  "database_url": args.database_url}
     settings = dataclasses.replace(
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"pgvectorizer serve needs the service extra: pip install '<checkout>/python_pkg[service]' "
               f"({exc})", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"pgvectorizer serve: cannot listen on {settings.host}:{settings.port}: {exc}",
               file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(settings), log_level=logging.getLogger().level,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, access_log=False)
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     asyncio.run(serve())
     # A signal ends serve() gracefully; a failed start-up (say, a store it cannot open) not.
-    return 0 if server.started else 1
+    return EXIT_OK if server.started else EXIT_FAILED
 
 
 def _server_class() -> type:
@@ -120,3 +122,12 @@ def _write_atomically(path: str, text: str) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+COMMAND = Command(
+    "serve", help="run the embedding queue service (OpenAI-compatible)",
+    description="Accept POST /v1/embeddings and hand the texts to GPU workers over HTTP. "
+                "Settings (environment or .env; the embedding queue's name also works): "
+                + ", ".join(f"{var.name} ({', '.join(var.aliases)})" for var in SETTINGS)
+                + f"; {SETTINGS[0].name} is required.",
+    add_arguments=add_arguments, run=run)

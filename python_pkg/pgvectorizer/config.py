@@ -22,6 +22,18 @@ DEFAULT_LEASE = 300.0  # seconds
 DEFAULT_RETRY_BASE = 10.0  # seconds
 
 
+class _Section:
+    """`vectorizer.embedding` and the like: that section of the config (check() makes sure
+    it is a mapping)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, vectorizer: Any, owner: type | None = None) -> Mapping[str, Any]:
+        section: Mapping[str, Any] = vectorizer.config[self.name]
+        return section
+
+
 @dataclass(frozen=True)
 class Vectorizer:
     """What the worker needs to know about one vectorizer."""
@@ -66,21 +78,10 @@ class Vectorizer:
 
     # --- sections -------------------------------------------------------------------------
 
-    @property
-    def embedding(self) -> Mapping[str, Any]:
-        return self.config["embedding"]
-
-    @property
-    def chunking(self) -> Mapping[str, Any]:
-        return self.config["chunking"]
-
-    @property
-    def formatting(self) -> Mapping[str, Any]:
-        return self.config["formatting"]
-
-    @property
-    def destination(self) -> Mapping[str, Any]:
-        return self.config["destination"]
+    embedding = _Section()
+    chunking = _Section()
+    formatting = _Section()
+    destination = _Section()
 
     @property
     def processing(self) -> Mapping[str, Any]:

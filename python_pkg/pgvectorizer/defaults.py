@@ -4,6 +4,12 @@ CLI reads them for --help before pydantic, torch or psycopg are loaded)."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+
+# The worker's database and pause between rounds when not told otherwise (the CLI and
+# pgvectorizer.worker.Worker).
+DEFAULT_DB_URL = "postgres://postgres@localhost:5432/postgres"
+DEFAULT_POLL_INTERVAL = timedelta(minutes=5)
 
 # The local model of the embedders, the queue service and the GPU worker when none is named.
 LOCAL_MODEL = "all-MiniLM-L6-v2"
@@ -20,4 +26,4 @@ MAX_CLAIM_WAIT = 60.0  # seconds a claim may be held open waiting for work
 CLAIM_TASKS = 64  # tasks per claim
 CLAIM_TEXTS = 4096  # texts per claim (a claim always takes at least one task)
 CLAIM_WAIT = 20.0  # seconds the service may hold a claim open waiting for work
-POLL_INTERVAL = 2.0  # seconds: pause after an empty claim with wait 0; first backoff
+GPU_POLL_INTERVAL = 2.0  # seconds: pause after an empty claim with wait 0; first backoff

@@ -30,15 +30,16 @@ from .db.connection import (
     lost_connection,
 )
 from .db.driver import close_queue, open_queue
+from .defaults import DEFAULT_POLL_INTERVAL
 from .dotenv import load_env
 from .embedders import make_embedder
 from .errors import ConfigError, QueueMissing, VectorizerError
 from .pipeline import BatchResult, Pipeline, RowError, SourceRow
 from .progress import Progress
+from .settings import tuning_seconds
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_POLL_INTERVAL = timedelta(minutes=5)
 # --once shows a progress bar (or progress log lines) from this many pending rows up.
 PROGRESS_MIN_ROWS = 1000
 BATCHES_IN_FLIGHT = 2  # per unit of concurrency (-c)
@@ -55,17 +56,6 @@ RECONNECT_FIRST = 1.0  # seconds
 RECONNECT_CAP = 30.0  # seconds
 
 
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {raw!r}")
-    return value
 
 
 class Worker:
@@ -89,9 +79,9 @@ class Worker:
         self.once = once
         # API keys and knobs: the process environment over ./.env.
         self.env: Mapping[str, str] = load_env() if env is None else env
-        self.lease = _env_float(self.env, "PGVECTORIZER_LEASE_SECONDS", DEFAULT_LEASE)
-        self.retry_base = _env_float(self.env, "PGVECTORIZER_RETRY_SECONDS", DEFAULT_RETRY_BASE)
-        self.failed_retry = _env_float(self.env, "PGVECTORIZER_FAILED_RETRY_SECONDS", FAILED_RETRY)
+        self.lease = tuning_seconds(self.env, "PGVECTORIZER_LEASE_SECONDS", DEFAULT_LEASE)
+        self.retry_base = tuning_seconds(self.env, "PGVECTORIZER_RETRY_SECONDS", DEFAULT_RETRY_BASE)
+        self.failed_retry = tuning_seconds(self.env, "PGVECTORIZER_FAILED_RETRY_SECONDS", FAILED_RETRY)
         self._stopping: asyncio.Event | None = None
         self._wake: dict[int, asyncio.Event] = {}
         self._known: dict[int, Vectorizer] = {}

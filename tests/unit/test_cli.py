@@ -23,7 +23,6 @@ import pgvectorizer
 import pytest
 from pgvectorizer import cli
 from pgvectorizer.cli import (
-    DEFAULT_DB_URL,
     DEFAULT_POLL_INTERVAL,
     WorkerSettings,
     format_status_table,
@@ -33,6 +32,7 @@ from pgvectorizer.cli import (
     parse_vectorizer_ids,
     vectorizer_main,
 )
+from pgvectorizer.defaults import DEFAULT_DB_URL
 
 from tests.helpers.cli import clear_worker_env, columns
 

@@ -94,7 +94,7 @@ def test_refused_token_exits_1_with_one_line(clean_env: pytest.MonkeyPatch,
     server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingService)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     backend = FakeBackend()
-    clean_env.setattr(cli_gpu, "make_backend", lambda settings: backend)
+    clean_env.setattr(cli_gpu, "load_backend", lambda settings: backend)
     try:
         code = cli_gpu.run(parse(["--server", f"http://127.0.0.1:{server.server_address[1]}",
                                   "--token", "wrong", "--model", MODEL]))

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pgvectorizer.defaults import LOCAL_MODEL
 from pgvectorizer.errors import ConfigError
-from pgvectorizer.service.settings import (
-    DEFAULT_DB_PATH,
-    DEFAULT_MODEL,
-    settings_from_env,
-)
+from pgvectorizer.service.settings import DEFAULT_DB_PATH, settings_from_env
 
 
 def test_settings_need_auth_token() -> None:
@@ -20,7 +17,7 @@ def test_settings_need_auth_token() -> None:
 def test_settings_defaults_and_derived_values() -> None:
     s = settings_from_env({"AUTH_TOKEN": " secret "})
     assert (s.auth_token, s.worker_token) == ("secret", "secret")
-    assert (s.default_model, s.models) == (DEFAULT_MODEL, (DEFAULT_MODEL,))
+    assert (s.default_model, s.models) == (LOCAL_MODEL, (LOCAL_MODEL,))
     assert (s.host, s.port, s.db_path, s.database_url) == ("127.0.0.1", 8000, DEFAULT_DB_PATH,
                                                            None)
     assert (s.lease_seconds, s.max_attempts, s.result_retention, s.max_request_bytes,

@@ -26,6 +26,7 @@ from pgvectorizer.errors import (
     EmbeddingError,
     ProviderError,
 )
+from pgvectorizer.settings import tuning_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +50,7 @@ MAX_CONNECTIONS = 32
 
 def timeout_from_env(env: Mapping[str, str]) -> httpx.Timeout:
     """Connect within 10 s; wait PGVECTORIZER_HTTP_TIMEOUT seconds (default 60) for the rest."""
-    raw = env.get(TIMEOUT_ENV)
-    seconds = DEFAULT_TIMEOUT
-    if raw:
-        try:
-            seconds = float(raw)
-        except ValueError:
-            raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds, got {raw!r}") from None
-        if seconds <= 0:
-            raise ConfigError(f"{TIMEOUT_ENV} must be positive, got {raw!r}")
+    seconds = tuning_seconds(env, TIMEOUT_ENV, DEFAULT_TIMEOUT, positive=True)
     return httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
 
 

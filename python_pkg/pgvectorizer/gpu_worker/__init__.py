@@ -10,7 +10,6 @@ pydantic models.
 from __future__ import annotations
 
 from pgvectorizer.gpu_worker.backends import (
-    BACKENDS,
     Backend,
     OllamaBackend,
     SentenceTransformersBackend,
@@ -18,5 +17,4 @@ from pgvectorizer.gpu_worker.backends import (
 )
 from pgvectorizer.gpu_worker.loop import GpuWorker
 
-__all__ = ["BACKENDS", "Backend", "GpuWorker", "OllamaBackend", "SentenceTransformersBackend",
-           "make_backend"]
+__all__ = ["Backend", "GpuWorker", "OllamaBackend", "SentenceTransformersBackend", "make_backend"]

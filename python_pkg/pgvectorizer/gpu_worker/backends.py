@@ -17,14 +17,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pgvectorizer.defaults import GPU_BACKENDS, LOCAL_MODEL
+from pgvectorizer.defaults import GPU_BACKENDS
 from pgvectorizer.errors import ConfigError, EmbeddingError, MissingModel
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = GPU_BACKENDS
 SENTENCE_TRANSFORMERS, OLLAMA = GPU_BACKENDS
-DEFAULT_MODEL = LOCAL_MODEL
 
 CUDA_BATCH_SIZE = 256  # texts per forward pass on a GPU (fp16 MiniLM-sized models fit easily)
 CPU_BATCH_SIZE = 64  # texts per forward pass on a CPU, where bigger batches gain nothing
@@ -65,7 +63,7 @@ def make_backend(name: str, models: Sequence[str], *, device: str = "auto",
         return SentenceTransformersBackend(models, device=device, batch_size=batch_size)
     if kind == OLLAMA:
         return OllamaBackend(models, ollama_url, env=env)
-    raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(GPU_BACKENDS)}")
 
 
 def _served(models: Sequence[str]) -> list[str]:

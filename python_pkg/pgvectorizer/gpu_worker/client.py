@@ -34,8 +34,6 @@ from pgvectorizer.service.protocol import (
 
 logger = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
-
 MAX_BACKOFF = 60.0  # seconds: the longest pause between tries while the service is away
 JITTER = 0.25  # each pause is stretched or shrunk by up to this fraction, so that workers
 #                behind one NAT do not all come back in the same instant after an outage
@@ -44,6 +42,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection
 TRANSIENT_STATUS = frozenset({408, 429})  # besides 5xx: worth sending again later
 
 Sleep = Callable[[float], Awaitable[None]]
+M = TypeVar("M", bound=BaseModel)  # the model of an answer
 
 
 class ServiceUnavailable(Exception):

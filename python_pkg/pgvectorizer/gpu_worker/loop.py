@@ -29,15 +29,15 @@ from pgvectorizer.defaults import (
     CLAIM_TASKS,
     CLAIM_TEXTS,
     CLAIM_WAIT,
+    GPU_POLL_INTERVAL,
     MAX_CLAIM_TASKS,
     MAX_CLAIM_TEXTS,
     MAX_CLAIM_WAIT,
-    POLL_INTERVAL,
 )
 from pgvectorizer.errors import ConfigError, ServiceAuthError, ServiceRefusal
 from pgvectorizer.gpu_worker.backends import Backend
 from pgvectorizer.gpu_worker.client import ServiceClient, ServiceUnavailable, base_url
-from pgvectorizer.gpu_worker.packing import Outcome, embed_tasks
+from pgvectorizer.gpu_worker.packing import TaskOutcome, embed_tasks
 from pgvectorizer.service.protocol import (
     ClaimedTask,
     ClaimRequest,
@@ -49,10 +49,6 @@ from pgvectorizer.service.protocol import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_TASKS = CLAIM_TASKS
-DEFAULT_MAX_TEXTS = CLAIM_TEXTS
-DEFAULT_WAIT = CLAIM_WAIT
-DEFAULT_POLL_INTERVAL = POLL_INTERVAL
 HEARTBEATS_PER_LEASE = 3  # a lost heartbeat or two still leaves the lease alive
 MIN_HEARTBEAT = 0.05  # seconds between heartbeats at least, whatever lease the service gives
 MAX_WORKER_ID = 200  # characters, as the protocol allows
@@ -86,9 +82,9 @@ class GpuWorker:
     """
 
     def __init__(self, server_url: str, token: str, backend: Backend,
-                 worker_id: str | None = None, max_tasks: int = DEFAULT_MAX_TASKS,
-                 max_texts: int = DEFAULT_MAX_TEXTS, wait_seconds: float = DEFAULT_WAIT,
-                 poll_interval: float = DEFAULT_POLL_INTERVAL, *,
+                 worker_id: str | None = None, max_tasks: int = CLAIM_TASKS,
+                 max_texts: int = CLAIM_TEXTS, wait_seconds: float = CLAIM_WAIT,
+                 poll_interval: float = GPU_POLL_INTERVAL, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         try:
             self.server_url = base_url(server_url)
@@ -117,7 +113,7 @@ class GpuWorker:
         # before claiming and the encoder gives it back when it starts a batch.
         self._slot = asyncio.Semaphore(1)
         self._batches: asyncio.Queue[list[str] | None] = asyncio.Queue()
-        self._outbox: asyncio.Queue[list[Outcome] | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[list[TaskOutcome] | None] = asyncio.Queue()
         self._fatal: BaseException | None = None
         self._client: ServiceClient | None = None
         self.batches = 0  # batches encoded

@@ -28,7 +28,7 @@ from pgvectorizer.service.protocol import (
 
 logger = logging.getLogger(__name__)
 
-Outcome = TaskResult | TaskError
+TaskOutcome = TaskResult | TaskError  # what a worker posts for one task
 
 
 class Packing:
@@ -77,13 +77,13 @@ def truncate(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
     return out
 
 
-def embed_tasks(backend: Backend, tasks: Sequence[ClaimedTask]) -> list[Outcome]:
+def embed_tasks(backend: Backend, tasks: Sequence[ClaimedTask]) -> list[TaskOutcome]:
     """A result or an error for each task, in the order given; one backend call per model
     unless a call fails for its texts, when each task of that model is tried alone.
 
     ConfigError from the backend (this worker cannot embed at all) passes through.
     """
-    outcomes: list[Outcome | None] = [None] * len(tasks)
+    outcomes: list[TaskOutcome | None] = [None] * len(tasks)
     groups: dict[str, list[int]] = {}
     for i, task in enumerate(tasks):
         problem = _problem(backend, task)
@@ -110,7 +110,7 @@ def _problem(backend: Backend, task: ClaimedTask) -> TaskError | None:
     return None
 
 
-def _embed_group(backend: Backend, model: str, group: list[ClaimedTask]) -> list[Outcome]:
+def _embed_group(backend: Backend, model: str, group: list[ClaimedTask]) -> list[TaskOutcome]:
     try:
         return _embed_together(backend, model, group)
     except EmbeddingError as exc:
@@ -132,7 +132,7 @@ def _embed_group(backend: Backend, model: str, group: list[ClaimedTask]) -> list
     return alone
 
 
-def _embed_alone(backend: Backend, model: str, task: ClaimedTask) -> Outcome:
+def _embed_alone(backend: Backend, model: str, task: ClaimedTask) -> TaskOutcome:
     try:
         return _embed_together(backend, model, [task])[0]
     except EmbeddingError as exc:
@@ -145,7 +145,7 @@ def _failed(task: ClaimedTask, backend: Backend, exc: EmbeddingError,
                      retryable=exc.transient if retryable is None else retryable)
 
 
-def _embed_together(backend: Backend, model: str, group: list[ClaimedTask]) -> list[Outcome]:
+def _embed_together(backend: Backend, model: str, group: list[ClaimedTask]) -> list[TaskOutcome]:
     packing = Packing([task.input for task in group])
     native = backend.dimensions(model)
     if packing.texts:
@@ -156,7 +156,7 @@ def _embed_together(backend: Backend, model: str, group: list[ClaimedTask]) -> l
                                  transient=True)
     else:  # only empty inputs: nothing to call the backend for
         vectors, tokens = np.empty((0, native), dtype=np.float32), 0
-    outcomes: list[Outcome] = []
+    outcomes: list[TaskOutcome] = []
     for task, rows, count in zip(group, packing.split(vectors), packing.split_tokens(tokens),
                                  strict=True):
         rows = truncate(rows, task.dimensions)

@@ -19,13 +19,9 @@ class ApiError(Exception):
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
         self.headers = headers
+        self.body: dict[str, Any] = {"error": {"message": message, "type": type, "param": param,
+                                               "code": code}}
 
     def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": {"message": self.message, "type": self.type,
-                                          "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
