@@ -33,7 +33,7 @@ from pgvectorizer.cli_common import (
     run_until_signal,
 )
 from pgvectorizer.defaults import DEFAULT_POLL_INTERVAL
-from pgvectorizer.errors import VectorizerError
+from pgvectorizer.errors import ConfigError, VectorizerError
 from pgvectorizer.settings import (
     Env,
     Var,
@@ -214,7 +214,10 @@ def _run_worker(args: argparse.Namespace) -> int:
         settings = resolve_worker_settings(args, os.environ)
     except ValueError as exc:
         _usage_error(args, str(exc))
-    worker = _make_worker(settings)
+    try:
+        worker = _make_worker(settings)
+    except ConfigError as exc:  # a tuning variable it reads itself (PGVECTORIZER_LEASE_SECONDS, ...)
+        _usage_error(args, str(exc))
     try:
         error = run_until_signal(worker)
     except Exception:

@@ -460,3 +460,13 @@ def test_status_connection_error_exits_1(capsys: pytest.CaptureFixture[str]) -> 
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("pgvectorizer status: cannot read ai.vectorizer_status:")
+
+
+def test_a_bad_tuning_variable_exits_2_with_its_name(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker reads these itself, before it connects: a usage error, not a traceback."""
+    monkeypatch.setenv("PGVECTORIZER_LEASE_SECONDS", "soon")
+    assert main(["worker", "--once", "--db-url", "postgresql://127.0.0.1:1/none"]) == 2
+    err = capsys.readouterr().err
+    assert "PGVECTORIZER_LEASE_SECONDS" in err and "'soon'" in err, err
+    assert "Traceback" not in err
