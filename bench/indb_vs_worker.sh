@@ -7,7 +7,7 @@
 #          dimensions, BENCH_LOCAL_ROWS rows: the model's time dominates. In-database: the
 #          first call in a fresh backend (imports and model load included) and a second call
 #          in the same session; the worker: whole runs and runs less its start-up.
-#   fake   ai.embedding_openai(768 dimensions) against tests/fake_openai.py on 127.0.0.1,
+#   fake   ai.embedding_openai(768 dimensions) against tests/helpers/fake_openai.py on 127.0.0.1,
 #          BENCH_ROWS rows: no model time, so what shows is the pipeline and the database
 #          path (SPI and an unnest INSERT, one thread; against async, binary COPY and -c).
 #          Also the pg_cron job's procedure, ai._vectorizer_job (a commit per batch).

@@ -7,7 +7,7 @@ ROOT=$(dirname "$BENCH_DIR")
 export PGHOST=${PGHOST:-/var/run/postgresql} PGPORT=${PGPORT:-5488}
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
-FAKE_OPENAI=${FAKE_OPENAI:-$ROOT/tests/fake_openai.py}
+FAKE_OPENAI=${FAKE_OPENAI:-$ROOT/tests/helpers/fake_openai.py}
 # The console script beside python3's real interpreter, not a pyenv shim that would add its own
 # start-up to every run.
 PGVECTORIZER=${PGVECTORIZER:-$(python3 -c 'import os, sys; p = os.path.join(os.path.dirname(sys.executable), "pgvectorizer"); print(p if os.path.exists(p) else "pgvectorizer")')}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A fast fake of OpenAI's embeddings API, for tests and benchmarks (standard library + numpy).
 
-    python3 tests/fake_openai.py --port 0 --port-file F --dimensions 768 [--latency-ms 50]
+    python3 tests/helpers/fake_openai.py --port 0 --port-file F --dimensions 768 [--latency-ms 50]
         [--token T] [--rate-limit N] [--retry-after S]
 
 POST /v1/embeddings (or /embeddings) answers in OpenAI's shape, float or base64. A text's vector

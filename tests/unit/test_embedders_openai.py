@@ -1,4 +1,4 @@
-"""The OpenAI embedder against the fake server (tests/fake_openai.py); no database."""
+"""The OpenAI embedder against the fake server (tests/helpers/fake_openai.py); no database."""
 
 from __future__ import annotations
 
