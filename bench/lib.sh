@@ -14,7 +14,7 @@ PGVECTORIZER=${PGVECTORIZER:-$(python3 -c 'import os, sys; p = os.path.join(os.p
 FAKE_PIDS=()
 # The benchmarks' fake servers take the worker's OPENAI_API_KEY on loopback, any port (keys go
 # only to endpoints listed for them).
-export PGVECTORIZER_KEY_ENDPOINTS=${PGVECTORIZER_KEY_ENDPOINTS:-OPENAI_API_KEY=http://127.0.0.1:*}
+export PGVECTORIZER_KEY_ENDPOINTS=${PGVECTORIZER_KEY_ENDPOINTS:-OPENAI_API_KEY=http://127.0.0.1:* PGVECTORIZER_TEST_API_KEY=http://127.0.0.1:*}
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
