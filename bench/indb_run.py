@@ -153,17 +153,20 @@ spent = collections.defaultdict(float)
 calls = collections.Counter()
 claims = []
 
+def spend(name, t):
+    d = time.perf_counter() - t
+    spent[name] += d
+    calls[name] += 1
+    if name == "claim":
+        claims.append(d)
+
 def timed(name, fn):
     def wrapper(*args, **kwargs):
         t = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            d = time.perf_counter() - t
-            spent[name] += d
-            calls[name] += 1
-            if name == "claim":
-                claims.append(d)
+            spend(name, t)
     return wrapper
 
 def timed_async(name, fn):
@@ -172,11 +175,7 @@ def timed_async(name, fn):
         try:
             return await fn(*args, **kwargs)
         finally:
-            d = time.perf_counter() - t
-            spent[name] += d
-            calls[name] += 1
-            if name == "claim":
-                claims.append(d)
+            spend(name, t)
     return wrapper
 
 executor.make_embedder = timed("make embedder (model load)", executor.make_embedder)

@@ -118,8 +118,9 @@ class VectorizerQueue:
         read = await self._op("read", {"token": token}) if claimed else []
         rows, orphans = steps.rows_from_claim(self.v, claimed, read)
         await self._unlock(orphans)  # keys whose every queue row went to someone else
-        self.batch = Batch(token, rows) if rows else None
-        return Batch(token, rows)
+        batch = Batch(token, rows)
+        self.batch = batch if rows else None
+        return batch
 
     async def existing(self, batch: Batch) -> Existing:
         """Stored vectors of the batch's keys, by content hash."""
