@@ -306,19 +306,60 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v.queue_schema, v.queue_failed_table,
                    format('Rows of %s that vectorizer %s gave up on, with the error', source, v.name));
 
-    -- SECURITY DEFINER so that writers to the source need no rights on the queue: it runs as
-    -- the vectorizer's owner, who owns the queue. On search_path, see _vectorizer_trigger_body.
-    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L', func,
+    PERFORM ai._vectorizer_create_trigger_function(v, false);
+
+    PERFORM ai._vectorizer_give(format('TABLE %I.%I', v.queue_schema, v.queue_table), v);
+    PERFORM ai._vectorizer_give(format('TABLE %I.%I', v.queue_schema, v.queue_failed_table), v);
+    PERFORM ai._vectorizer_give(format('FUNCTION %s()', func), v);
+    PERFORM ai._vectorizer_create_ops(v, false);
+END $$;
+
+-- SECURITY DEFINER so that writers to the source need no rights on the queue: it runs as the
+-- vectorizer's owner, who owns the queue. On search_path, see _vectorizer_trigger_body. With
+-- replace, an upgrade gives an existing vectorizer the body this version makes (it keeps its
+-- owner and grants, and writers never wait for it: no lock on the source).
+CREATE FUNCTION ai._vectorizer_create_trigger_function(v ai.vectorizer, replace bool) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    func text := format('%I.%I', v.queue_schema, v.trigger_name);
+BEGIN
+    EXECUTE format('CREATE %sFUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L',
+                   CASE WHEN replace THEN 'OR REPLACE ' ELSE '' END, func,
                    CASE WHEN v.config->>'row_filter' IS NOT NULL THEN ' SET search_path = pg_catalog, pg_temp' ELSE '' END,
                    ai._vectorizer_trigger_body(v));
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', func);
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', func,
-                   format('Queues changed rows of %s for vectorizer %s', source, v.name));
+                   format('Queues changed rows of %I.%I for vectorizer %s', v.source_schema, v.source_table, v.name));
+END $$;
 
-    EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', v.queue_schema, v.queue_table, v.owner);
-    EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', v.queue_schema, v.queue_failed_table, v.owner);
-    EXECUTE format('ALTER FUNCTION %s() OWNER TO %I', func, v.owner);
-    PERFORM ai._vectorizer_create_ops(v);
+-- Hands an object made here (by the install's owner) to the vectorizer's owner. The extension's
+-- owner is a superuser, who just does. A plain install's owner is not, and PostgreSQL asks two
+-- things of it: to be a member of the new owner (ai.grant_vectorizer_usage makes it one), and
+-- the new owner to have CREATE on the object's schema: lent for the one statement and taken
+-- back in the same transaction, so that no other session ever sees it.
+CREATE FUNCTION ai._vectorizer_give(object text, v ai.vectorizer) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    lend bool := false;
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        IF NOT pg_has_role(current_user, v.owner, 'MEMBER') THEN
+            RAISE EXCEPTION 'create_vectorizer: role % (the owner of this plain install) is not a member of role %, so it cannot hand it vectorizer "%"',
+                current_user, v.owner, v.name
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('As %I, run: SELECT ai.grant_vectorizer_usage(%L, admin => true);', current_user, v.owner);
+        END IF;
+        lend := NOT has_schema_privilege(v.owner, v.queue_schema, 'CREATE');
+    END IF;
+    IF lend THEN
+        EXECUTE format('GRANT CREATE ON SCHEMA %I TO %I', v.queue_schema, v.owner);
+    END IF;
+    EXECUTE format('ALTER %s OWNER TO %I', object, v.owner);
+    IF lend THEN
+        EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM %I', v.queue_schema, v.owner);
+    END IF;
 END $$;
 
 -- The triggers on the source, with the caller's own rights. Only changes of the columns the

@@ -114,7 +114,9 @@ BEGIN
     END IF;
     scheduling := coalesce(scheduling, ai.scheduling_default());
     IF scheduling->>'implementation' = 'default' THEN
+        -- A pg_cron job runs the vectorizer's Python in the server: the extension's alone.
         scheduling := CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
+                                AND ai.install_mode() = 'extension'
                            THEN ai.scheduling_pg_cron() ELSE ai.scheduling_none() END;
     END IF;
 
@@ -138,8 +140,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Regex separators are compiled by the worker's Python (re), so Python says whether they are
-    -- valid now, not at the first batch. The recursive splitter skips an empty separator.
-    IF coalesce((chunking->>'is_separator_regex')::bool, false) THEN
+    -- valid now, not at the first batch. The recursive splitter skips an empty separator. A
+    -- plain install has no Python in the server: the worker's first batch says it instead.
+    IF coalesce((chunking->>'is_separator_regex')::bool, false) AND ai.install_mode() = 'extension' THEN
         FOR separator IN
             SELECT chunking->>'separator' WHERE chunking->>'implementation' = 'character_text_splitter'
             UNION ALL
@@ -163,6 +166,11 @@ BEGIN
     IF indexing->>'implementation' = 'hnsw' AND dims > 2000 THEN
         RAISE EXCEPTION 'create_vectorizer: an HNSW index on vector supports at most 2000 dimensions, the model has %', dims
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass indexing => ai.indexing_none().';
+    END IF;
+    IF scheduling->>'implementation' = 'pg_cron' AND ai.install_mode() = 'plain' THEN
+        RAISE EXCEPTION 'create_vectorizer: scheduling_pg_cron runs the vectorizer with PL/Python, which a plain install (pgvectorizer install) does not have'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Pass scheduling => ai.scheduling_none() and run pgvectorizer worker.';
     END IF;
     IF scheduling->>'implementation' = 'pg_cron' AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
         RAISE EXCEPTION 'create_vectorizer: scheduling_pg_cron needs the pg_cron extension in this database'

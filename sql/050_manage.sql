@@ -310,6 +310,7 @@ SELECT v.id
      , p.last_error_message AS last_error
      , v.disabled
      , v.config->'scheduling'->>'implementation' AS scheduling
+     , ai.install_mode() AS install_mode
   FROM ai.vectorizer AS v
   LEFT JOIN ai._vectorizer_progress AS p ON p.vectorizer_id = v.id;
 COMMENT ON VIEW ai.vectorizer_status IS 'Each vectorizer with its exact pending and failed rows and its last success and error';

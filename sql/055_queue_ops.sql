@@ -41,21 +41,43 @@ RETURN format('%I.%I', v.queue_schema, '_vectorizer_ops_' || v.id);
 
 -- Made with the queue (ai._vectorizer_create_queue), as the extension's owner, then handed to
 -- the vectorizer's owner. Its SQL-standard body is bound to ai._vectorizer_op when created.
-CREATE FUNCTION ai._vectorizer_create_ops(v ai.vectorizer) RETURNS void
+-- With replace (an upgrade), an existing one is given this version's body, keeping its owner.
+CREATE FUNCTION ai._vectorizer_create_ops(v ai.vectorizer, replace bool) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     func text := ai._vectorizer_ops_name(v);
 BEGIN
-    EXECUTE format('CREATE FUNCTION %s(op text, args jsonb) RETURNS SETOF jsonb LANGUAGE sql VOLATILE '
+    EXECUTE format('CREATE %sFUNCTION %s(op text, args jsonb) RETURNS SETOF jsonb LANGUAGE sql VOLATILE '
                    'SECURITY DEFINER SET search_path = pg_catalog, pg_temp '
-                   'BEGIN ATOMIC SELECT ai._vectorizer_op(%s, op, args); END', func, v.id);
+                   'BEGIN ATOMIC SELECT ai._vectorizer_op(%s, op, args); END',
+                   CASE WHEN replace THEN 'OR REPLACE ' ELSE '' END, func, v.id);
     EXECUTE format('REVOKE ALL ON FUNCTION %s(text, jsonb) FROM PUBLIC', func);
     EXECUTE format('COMMENT ON FUNCTION %s(text, jsonb) IS %L', func,
                    format('Runs the statements of vectorizer %s on its tables with its owner''s rights', v.name));
-    EXECUTE format('ALTER FUNCTION %s(text, jsonb) OWNER TO %I', func, v.owner);
+    IF NOT replace THEN
+        PERFORM ai._vectorizer_give(format('FUNCTION %s(text, jsonb)', func), v);
+    END IF;
     EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_op(int4, text, jsonb) TO %I', v.owner);
 END $$;
+
+-- An upgrade's step for each existing vectorizer: the functions made for it at creation, made
+-- again by this version's code from its catalog row. Functions only, replaced in place: the
+-- source's triggers (whose WHEN clauses this version makes the same way) stay, so writers to
+-- the source wait for nothing.
+CREATE FUNCTION ai._vectorizer_rebuild(v ai.vectorizer) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF to_regclass(format('%I.%I', v.queue_schema, v.queue_table)) IS NULL THEN
+        RAISE WARNING 'vectorizer "%" (id %) has no queue %.%: left as it is', v.name, v.id,
+            quote_ident(v.queue_schema), quote_ident(v.queue_table);
+        RETURN;
+    END IF;
+    PERFORM ai._vectorizer_create_trigger_function(v, true);
+    PERFORM ai._vectorizer_create_ops(v, true);
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_rebuild(ai.vectorizer) IS 'Give an existing vectorizer''s trigger and ops functions the definitions this version makes';
 
 -- The one way in: checks the vectorizer's function, then calls it. See the file's head.
 CREATE FUNCTION ai._vectorizer_ops_call(vectorizer_id int4, op text, args jsonb DEFAULT '{}') RETURNS SETOF jsonb
@@ -486,4 +508,4 @@ END;
 COMMENT ON FUNCTION ai.retry_failed(text) IS 'Queue a vectorizer''s failed items again, by vectorizer name; returns how many';
 
 REVOKE ALL ON FUNCTION ai._vectorizer_op(int4, text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ai._vectorizer_create_ops(ai.vectorizer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_create_ops(ai.vectorizer, bool) FROM PUBLIC;

@@ -36,41 +36,49 @@ api.run_job(plpy, vectorizer_id)
 $$;
 COMMENT ON PROCEDURE ai._vectorizer_job(int4) IS 'pg_cron''s entry: run a vectorizer for its scheduling''s max_seconds, committing each batch';
 
--- ai.embed returns pgvector's type, whose schema is known only now.
+-- ai.embed returns pgvector's type: `vector` is found through the script's search_path (the
+-- schema of the vector extension, as CREATE EXTENSION and pgvectorizer install set it).
 --
 -- By id or name it spends the vectorizer's provider key (the server's): only for those who may
 -- use that vectorizer (ai._vectorizer_may_use), checked before the answers cached per backend.
--- A few lines of Python with one prepared statement, once per query (ai.embed is IMMUTABLE).
-DO $do$
-DECLARE
-    vec text := format('%I.vector', ai._vector_schema());
-    body text := $body$%s
+-- A few lines of Python with one prepared statement, once per query. IMMUTABLE, as pgai's
+-- embedding functions: the planner then computes the query vector once, not once per row of a
+-- sequential scan. A vectorizer's model never changes after creation; answers are also cached
+-- per backend.
+CREATE FUNCTION ai.embed(vectorizer_id int4, input text) RETURNS vector
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+if "refusal" not in SD:
+    SD["refusal"] = plpy.prepare("SELECT ai._vectorizer_embed_refusal($1, $2) AS r", ["int4", "text"])
+refusal = SD["refusal"].execute([vectorizer_id, None])[0]["r"]
+if refusal is not None:
+    plpy.error(refusal, hint="Only members of the vectorizer's owner or of its grant_to roles may.", sqlstate="42501")
 import sys
 if "pgvectorizer.indb.api" not in sys.modules:
     plpy.execute("SELECT ai._python_setup()")
 from pgvectorizer.indb import api
-return api.embed(plpy, input, %s)
-$body$;
-    use_check text := $check$
+return api.embed(plpy, input, vectorizer_id=vectorizer_id)
+$$;
+CREATE FUNCTION ai.embed(vectorizer_name text, input text) RETURNS vector
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
 if "refusal" not in SD:
     SD["refusal"] = plpy.prepare("SELECT ai._vectorizer_embed_refusal($1, $2) AS r", ["int4", "text"])
-refusal = SD["refusal"].execute([%s])[0]["r"]
+refusal = SD["refusal"].execute([None, vectorizer_name])[0]["r"]
 if refusal is not None:
-    plpy.error(refusal, hint="Only members of the vectorizer's owner or of its grant_to roles may.", sqlstate="42501")$check$;
-BEGIN
-    -- IMMUTABLE, as pgai's embedding functions: the planner then computes the query vector
-    -- once, not once per row of a sequential scan. A vectorizer's model never changes after
-    -- creation; answers are also cached per backend.
-    EXECUTE format($f$CREATE FUNCTION ai.embed(vectorizer_id int4, input text) RETURNS %s
-        LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-        AS %L$f$, vec, format(body, format(use_check, 'vectorizer_id, None'), 'vectorizer_id=vectorizer_id'));
-    EXECUTE format($f$CREATE FUNCTION ai.embed(vectorizer_name text, input text) RETURNS %s
-        LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-        AS %L$f$, vec, format(body, format(use_check, 'None, vectorizer_name'), 'name=vectorizer_name'));
-    EXECUTE format($f$CREATE FUNCTION ai.embed(embedding jsonb, input text) RETURNS %s
-        LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-        AS %L$f$, vec, format(body, '', 'config=embedding'));
-END $do$;
+    plpy.error(refusal, hint="Only members of the vectorizer's owner or of its grant_to roles may.", sqlstate="42501")
+import sys
+if "pgvectorizer.indb.api" not in sys.modules:
+    plpy.execute("SELECT ai._python_setup()")
+from pgvectorizer.indb import api
+return api.embed(plpy, input, name=vectorizer_name)
+$$;
+CREATE FUNCTION ai.embed(embedding jsonb, input text) RETURNS vector
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+import sys
+if "pgvectorizer.indb.api" not in sys.modules:
+    plpy.execute("SELECT ai._python_setup()")
+from pgvectorizer.indb import api
+return api.embed(plpy, input, config=embedding)
+$$;
 COMMENT ON FUNCTION ai.embed(int4, text) IS 'The vector of a text from the model of a vectorizer (by id), for a query';
 COMMENT ON FUNCTION ai.embed(text, text) IS 'The vector of a text from the model of a vectorizer (by name), for a query';
 COMMENT ON FUNCTION ai.embed(jsonb, text) IS 'The vector of a text from the model of an embedding config (ai.embedding_*)';

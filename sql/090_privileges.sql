@@ -14,6 +14,19 @@ BEGIN
     -- Admins may also insert errors, for their vectorizers' triggers (a row filter that fails),
     -- and ai._vectorizer_errors_check holds them to vectorizers they may use.
     IF admin THEN
+        -- A plain install's owner is no superuser: to hand an admin its vectorizers' queues
+        -- (ai._vectorizer_give) it must be a member of that admin, as its CREATEROLE allows.
+        IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+           AND NOT pg_has_role(current_user, to_user, 'MEMBER') THEN
+            BEGIN
+                EXECUTE format('GRANT %I TO %I', to_user, current_user);
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'grant_vectorizer_usage: role % may not make itself a member of role %, which it needs to hand that role its vectorizers',
+                    current_user, to_user
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'Run it as the role that ran pgvectorizer install (with CREATEROLE), or as a superuser.';
+            END;
+        END IF;
         -- WITH GRANT OPTION: an admin passes these on through grant_to and to other roles.
         EXECUTE format('GRANT USAGE ON SCHEMA ai TO %I WITH GRANT OPTION', to_user);
         EXECUTE format('GRANT SELECT ON ai.vectorizer, ai.vectorizer_status, ai.vectorizer_errors, '

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NoReturn
 
-from pgvectorizer import __version__, cli_gpu, cli_search, cli_serve
+from pgvectorizer import __version__, cli_gpu, cli_install, cli_search, cli_serve
 from pgvectorizer.cli_common import (
     DB_URL,
     EXIT_FAILED,
@@ -270,7 +270,8 @@ STATUS = Command(
     add_arguments=_add_status_arguments, run=_run_status)
 
 # In the order of `pgvectorizer --help`.
-COMMANDS = (WORKER, STATUS, cli_search.COMMAND, cli_serve.COMMAND, cli_gpu.COMMAND)
+COMMANDS = (WORKER, STATUS, cli_search.COMMAND, cli_serve.COMMAND, cli_gpu.COMMAND,
+            cli_install.COMMAND)
 
 
 def _json_value(value: object) -> object:

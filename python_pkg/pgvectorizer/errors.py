@@ -126,3 +126,7 @@ class ServiceRefusal(ConfigError):
 class ServiceAuthError(ServiceRefusal):
     """The service answered 401 (missing or wrong token) or 403 (a token not meant for
     workers) to a GPU worker."""
+
+
+class VersionMismatch(VectorizerError):
+    """The database's pgvectorizer SQL is of a version this package does not work with."""

@@ -25,9 +25,6 @@ from . import embed as embed_mod
 from . import executor
 from .spi import Plan
 
-# Set by ai._python_setup: where the server's Python finds the package and its dependencies.
-TARGET = ""
-DEPS = ""
 DEFAULT_JOB_SECONDS = 240.0  # scheduling_pg_cron's default
 # What the functions' SET clause does, for the procedure, which may not have one; local to
 # the transaction, so it is set again after each commit.
@@ -43,7 +40,8 @@ def server_python() -> str:
 def _install_hint(package: str) -> str:
     return (f"Install it for the database server's Python ({server_python()}): as root, "
             f"`make install-python-deps` in the pgvectorizer checkout, or "
-            f"`python3 -m pip install --target {DEPS or '<PYTHON_DEPS>'} {package}`.")
+            f"`python3 -m pip install --target <PYTHON_DEPS> {package}` (the directory that "
+            f"pgvectorizer.pth in that Python's site-packages names).")
 
 
 # SQLSTATEs: something the server lacks, or a configuration that cannot work

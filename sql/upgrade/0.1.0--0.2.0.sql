@@ -1,0 +1,29 @@
+-- pgvectorizer 0.1.0 -> @EXTVERSION@ (ALTER EXTENSION ai UPDATE, or pgvectorizer install).
+-- Written by hand; each `-- @replace`/`-- @create` line is the current sql/ definition of that
+-- object (pgvectorizer/install/build.py). One transaction, and no lock on a source table:
+-- writers keep writing, and nothing queued is touched.
+\echo Use "ALTER EXTENSION ai UPDATE" to load this file. \quit
+
+-- The version and the mode, for clients and for ai.vectorizer_status.
+-- @create ai.version
+-- @create ai.install_mode
+-- @replace ai.vectorizer_status
+
+-- No Python paths in the script any more (pgvectorizer.pth), and ai.embed made statically.
+-- @replace ai._python_setup
+
+-- A plain install: no regex check or pg_cron run without PL/Python, and a non-superuser
+-- install owner that hands objects over (ai._vectorizer_give).
+-- @replace ai._vectorizer_resolve_config
+-- @create ai._vectorizer_give
+-- @create ai._vectorizer_create_trigger_function
+-- @replace ai._vectorizer_create_queue
+DROP FUNCTION ai._vectorizer_create_ops(ai.vectorizer);
+-- @create ai._vectorizer_create_ops
+REVOKE ALL ON FUNCTION ai._vectorizer_create_ops(ai.vectorizer, bool) FROM PUBLIC;
+-- @replace ai.grant_vectorizer_usage
+
+-- Every existing vectorizer's functions, as this version makes them.
+-- @create ai._vectorizer_rebuild
+SELECT ai._vectorizer_rebuild(v) FROM ai.vectorizer AS v ORDER BY v.id;
+UPDATE ai.vectorizer SET config = jsonb_set(config, '{version}', to_jsonb(ai.version()));
