@@ -73,14 +73,14 @@ python_pkg/pgvectorizer/install/sql/%.sql: extension/%.sql
 	cp $< $@
 
 # The plain install (pgvectorizer install) of the current version, for its pg_regress suite.
-build/ai--$(EXTVERSION)-plain.sql: extension/ai--$(EXTVERSION).sql $(BUILD_TOOL)
+build/ai-plain.sql: extension/ai--$(EXTVERSION).sql $(BUILD_TOOL)
 	@mkdir -p $(@D)
 	$(BUILD_SQL) plain $< > $@.tmp && mv $@.tmp $@
 
 # `make installcheck` runs both suites: the extension's (PGXS's REGRESS) and the plain install's.
 PLAIN_REGRESS = $(sort $(basename $(notdir $(wildcard tests/regress/plain/sql/*.sql))))
 installcheck: installcheck-plain
-installcheck-plain: build/ai--$(EXTVERSION)-plain.sql
+installcheck-plain: build/ai-plain.sql
 	$(pg_regress_installcheck) --inputdir=tests/regress/plain --outputdir=tests/regress/plain \
 	    --dbname=contrib_regression_plain --load-extension=vector $(PLAIN_REGRESS)
 

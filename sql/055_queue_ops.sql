@@ -61,23 +61,33 @@ BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_op(int4, text, jsonb) TO %I', v.owner);
 END $$;
 
--- An upgrade's step for each existing vectorizer: the functions made for it at creation, made
--- again by this version's code from its catalog row. Functions only, replaced in place: the
--- source's triggers (whose WHEN clauses this version makes the same way) stay, so writers to
--- the source wait for nothing.
-CREATE FUNCTION ai._vectorizer_rebuild(v ai.vectorizer) RETURNS void
+-- An upgrade's step for each existing vectorizer: its trigger function made again from its
+-- catalog row when this version makes it differently; replaced in place, so the source's
+-- triggers stay and writers wait for nothing. (Its ops function needs none: its body only
+-- calls ai._vectorizer_op, which the upgrade itself replaces.) Returns whether it changed.
+-- Inside ALTER EXTENSION, PostgreSQL lets a script replace only the extension's own members,
+-- which these functions are not: a release that changes the body must then do it outside the
+-- extension's script (the worker's start, say), and this says so rather than fail.
+CREATE FUNCTION ai._vectorizer_rebuild(v ai.vectorizer) RETURNS bool
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    func regprocedure := to_regprocedure(format('%I.%I()', v.queue_schema, v.trigger_name));
 BEGIN
-    IF to_regclass(format('%I.%I', v.queue_schema, v.queue_table)) IS NULL THEN
-        RAISE WARNING 'vectorizer "%" (id %) has no queue %.%: left as it is', v.name, v.id,
-            quote_ident(v.queue_schema), quote_ident(v.queue_table);
-        RETURN;
+    IF func IS NULL THEN
+        RAISE WARNING 'vectorizer "%" (id %) has no trigger function %.%(): left as it is', v.name, v.id,
+            quote_ident(v.queue_schema), quote_ident(v.trigger_name);
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT FROM pg_proc p WHERE p.oid = func AND p.prosrc = ai._vectorizer_trigger_body(v)
+                 AND p.proconfig IS NOT DISTINCT FROM CASE WHEN v.config->>'row_filter' IS NOT NULL
+                                                           THEN ARRAY['search_path=pg_catalog, pg_temp'] END) THEN
+        RETURN false;
     END IF;
     PERFORM ai._vectorizer_create_trigger_function(v, true);
-    PERFORM ai._vectorizer_create_ops(v, true);
+    RETURN true;
 END $$;
-COMMENT ON FUNCTION ai._vectorizer_rebuild(ai.vectorizer) IS 'Give an existing vectorizer''s trigger and ops functions the definitions this version makes';
+COMMENT ON FUNCTION ai._vectorizer_rebuild(ai.vectorizer) IS 'Give an existing vectorizer''s trigger function the definition this version makes, if it differs';
 
 -- The one way in: checks the vectorizer's function, then calls it. See the file's head.
 CREATE FUNCTION ai._vectorizer_ops_call(vectorizer_id int4, op text, args jsonb DEFAULT '{}') RETURNS SETOF jsonb

@@ -8,12 +8,16 @@ from typing import Any
 import psycopg
 
 from ..core import statements as st
+from ..install.scripts import check_understood
 from .driver import fetch
+from .install import installed_version_async
 
 
 async def load_vectorizers(conn: psycopg.AsyncConnection[Any],
                            ids: Iterable[int] | None = None) -> list[Mapping[str, Any]]:
-    """Rows of ai.vectorizer (all, or those with the given ids)."""
+    """Rows of ai.vectorizer (all, or those with the given ids); VersionMismatch first when the
+    database's pgvectorizer is of a version this package does not work with."""
+    check_understood(await installed_version_async(conn))
     async with psycopg.AsyncRawCursor(conn, row_factory=psycopg.rows.dict_row) as cur:
         await cur.execute(st.VECTORIZERS.sql)
         rows = await cur.fetchall()
