@@ -11,6 +11,7 @@
 
 -- No Python paths in the script any more (pgvectorizer.pth), and ai.embed made statically.
 -- @replace ai._python_setup
+-- @replace ai.embed
 
 -- A plain install: no regex check or pg_cron run without PL/Python, and a non-superuser
 -- install owner that hands objects over (ai._vectorizer_give).

@@ -1,7 +1,7 @@
 """What a database holds of pgvectorizer, as plain data to compare two databases by: the
 functions with their definitions and settings, relations, columns, indexes, constraints,
-triggers with their WHEN clauses, views, grants, comments, event triggers, pg_cron jobs and
-the vectorizers' catalog rows. Object ids and times are left out, so an upgraded database and
+triggers with their WHEN clauses, views, grants, comments, event triggers, pg_cron jobs, the
+extension's members and the vectorizers' catalog rows. Object ids and times are left out, so an upgraded database and
 a fresh one compare equal when they hold the same things."""
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ QUERIES: dict[str, str] = {
     "event_triggers": """
         SELECT evtname, evtevent, evtfoid::regproc::text, evttags, evtenabled, pg_get_userbyid(evtowner)
           FROM pg_event_trigger""",
+    "extension_members": """
+        SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
+         WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+           AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'ai')""",
     "vectorizers": """
         SELECT id, name, source_schema, source_table, source_pk, queue_schema, queue_table,
                queue_failed_table, trigger_name, config, disabled, owner FROM ai.vectorizer""",

@@ -91,6 +91,13 @@ def plain(script: str, install: bool) -> str:
             out.append(Statement(s.lead, ""))
         elif re.search(r"\bLANGUAGE PLPYTHON3U\b", head) and _DEFINES.match(head):
             out.append(Statement(s.lead, _stub(s.body)))
+        elif head.startswith("DO ") and "PLPYTHON3U" in head:
+            # 0.1.0 made ai.embed in a DO block (its type's schema in a format string), which
+            # no stub can be read from: made here as PL/pgSQL with its Python body unchecked,
+            # it fails when called; the upgrade to 0.2.0 replaces it with the stub.
+            body = re.sub(r"\bplpython3u\b", "plpgsql", s.body, flags=re.IGNORECASE)
+            out.append(Statement(s.lead, "SET LOCAL check_function_bodies = off;\n" + body
+                                 + "\nRESET check_function_bodies;"))
         else:
             out.append(s)
     text = join(out)
