@@ -1,5 +1,6 @@
 """pg_dump and pg_restore carry vectorizers over: catalog rows, queue, triggers and the id
-sequence (the catalog tables are marked with pg_extension_config_dump)."""
+sequence (the catalog tables are marked with pg_extension_config_dump), for the extension and
+for a plain install (pgvectorizer install: plain tables, dumped like any other)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pgvectorizer.db.install import install
 from psycopg import sql
 
 from tests.helpers.db import (
@@ -42,8 +44,27 @@ def restored_name(db: psycopg.Connection) -> Iterator[str]:
     db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture(params=["extension", "plain"])
+def source_db(request: pytest.FixtureRequest, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """The database to dump: the test's own (the extension), or a new one with a plain install."""
+    if request.param == "extension":
+        yield db
+        return
+    name = f"{db.info.dbname}_plain"
+    db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    conn = psycopg.connect(host=PGHOST, port=PGPORT, user=PGUSER, dbname=name, autocommit=True)
+    try:
+        conn.execute("CREATE EXTENSION vector")
+        install(f"host={PGHOST} port={PGPORT} user={PGUSER} dbname={name}")
+        yield conn
+    finally:
+        conn.close()
+        db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def test_dump_and_restore_keep_vectorizers_working(
-        db: psycopg.Connection, connect: Connector, restored_name: str, tmp_path: Path) -> None:
+        source_db: psycopg.Connection, restored_name: str, tmp_path: Path) -> None:
+    db = source_db
     db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, published bool)")
     db.execute("INSERT INTO docs VALUES (1, 'one', true), (2, 'two', false)")
     vid = create_vectorizer(db, "docs", row_filter="published", enqueue_existing=True)
@@ -61,6 +82,8 @@ def test_dump_and_restore_keep_vectorizers_working(
     restored = Connector(restored_name)
     try:
         r = restored()
+        mode = "plain" if db.info.dbname.endswith("_plain") else "extension"
+        assert scalar(r, "SELECT ai.install_mode()") == mode
         assert rows(r, "SELECT id, name, pending_items, failed_items FROM ai.vectorizer_status") == [
             (vid, "public_docs_embedding", 1, 0)]
         # The triggers came back and still only queue what the filter admits.
