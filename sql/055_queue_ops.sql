@@ -139,6 +139,14 @@ BEGIN
         RAISE EXCEPTION 'ai._vectorizer_op runs as the owner of vectorizer "%" only, through ai._vectorizer_ops_call', v.name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- A source dropped where no event trigger cleans up (a plain install, or DROP ... CASCADE):
+    -- said before anything is claimed, so the queue stays as it is.
+    IF op IN ('claim', 'read') AND to_regclass(format('%I.%I', v.source_schema, v.source_table)) IS NULL THEN
+        RAISE EXCEPTION 'vectorizer "%": its source table %.% does not exist any more', v.name,
+            quote_ident(v.source_schema), quote_ident(v.source_table)
+            USING ERRCODE = 'undefined_table',
+                  HINT = format('If it was dropped, SELECT ai.drop_vectorizer(%s, drop_all => true) removes the vectorizer and its store.', v.id);
+    END IF;
     CASE op
         WHEN 'claim' THEN RETURN QUERY SELECT * FROM ai._vq_claim(v, args);
         WHEN 'read' THEN RETURN QUERY SELECT * FROM ai._vq_read(v, args);

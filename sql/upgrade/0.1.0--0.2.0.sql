@@ -24,6 +24,9 @@ DROP FUNCTION ai._vectorizer_create_ops(ai.vectorizer);
 REVOKE ALL ON FUNCTION ai._vectorizer_create_ops(ai.vectorizer, bool) FROM PUBLIC;
 -- @replace ai.grant_vectorizer_usage
 
+-- A vanished source (no event triggers in a plain install) is named at the claim.
+-- @replace ai._vectorizer_op
+
 -- Every existing vectorizer's functions, as this version makes them.
 -- @create ai._vectorizer_rebuild
 SELECT ai._vectorizer_rebuild(v) FROM ai.vectorizer AS v ORDER BY v.id;

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -17,34 +17,12 @@ from pgvectorizer.install.scripts import CURRENT
 from psycopg import sql
 
 from tests.helpers.catalog import differences, snapshot
-from tests.helpers.db import DBNAME, PGHOST, PGPORT, PGUSER, rows, scalar
+from tests.helpers.db import rows, scalar
+from tests.integration.conftest import url as _url
 from tests.helpers.worker import embedding, execute, run_worker
 
 OLD = "0.1.0"
 MODES = ("extension", "plain")
-
-
-def _url(name: str) -> str:
-    return f"host={PGHOST} port={PGPORT} user={PGUSER} dbname={name}"
-
-
-@pytest.fixture
-def databases(db: psycopg.Connection) -> Iterator[Callable[[str], psycopg.Connection]]:
-    """Makes empty databases by label (dropped afterwards); returns an autocommit session."""
-    made: list[tuple[str, psycopg.Connection]] = []
-
-    def make(label: str) -> psycopg.Connection:
-        name = f"{DBNAME}_{label}"
-        db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        conn = psycopg.connect(_url(name), autocommit=True)
-        made.append((name, conn))
-        return conn
-
-    yield make
-    for name, conn in made:
-        conn.close()
-        db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _install(conn: psycopg.Connection, mode: str, version: str) -> None:
