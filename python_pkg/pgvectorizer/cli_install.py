@@ -6,7 +6,13 @@ import argparse
 import os
 import sys
 
-from pgvectorizer.cli_common import EXIT_FAILED, EXIT_OK, Command, add_db_url, resolve_db_url
+from pgvectorizer.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Command,
+    add_db_url,
+    resolve_db_url,
+)
 from pgvectorizer.errors import VectorizerError
 
 

@@ -46,7 +46,7 @@ def managed(db: psycopg.Connection, make_role) -> Iterator[dict[str, str]]:  # t
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pgvectorizer", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pgvectorizer", *args], check=False, capture_output=True,
                           text=True, timeout=120, env={**os.environ, **env(**WORKER_KEY)})
 
 

@@ -18,8 +18,8 @@ from psycopg import sql
 
 from tests.helpers.catalog import differences, snapshot
 from tests.helpers.db import rows, scalar
-from tests.integration.conftest import url as _url
 from tests.helpers.worker import embedding, execute, run_worker
+from tests.integration.conftest import url as _url
 
 OLD = "0.1.0"
 MODES = ("extension", "plain")

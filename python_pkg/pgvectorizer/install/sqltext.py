@@ -73,7 +73,7 @@ def _skip_blank(s: str, i: int) -> int:
 
 
 def _block_comment_end(s: str, i: int) -> int:
-    depth, i = 0, i
+    depth = 0
     n = len(s)
     while i < n:
         if s.startswith("/*", i):
@@ -122,7 +122,7 @@ def _statement_end(s: str, i: int) -> int:
             assert m
             word = m.group(0).upper()
             # SQL-standard function bodies (BEGIN ATOMIC ... END) hold ';'s of their own.
-            if word == "ATOMIC" and re.search(r"\bBEGIN\s*$", s[max(0, i - 20):i], re.I):
+            if word == "ATOMIC" and re.search(r"\bBEGIN\s*$", s[max(0, i - 20):i], re.IGNORECASE):
                 atomic = True
             elif atomic and word == "CASE":
                 cases += 1
