@@ -141,8 +141,8 @@ fi
 want=$(cd "$REPO/python_pkg" && { echo "$PYTHON_TARGET"; find pgvectorizer pyproject.toml -type f \
     ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha)
 stamp=$STATE/plpython-$(echo "$PYTHON_TARGET" | sha | cut -c1-16).stamp
-plpy_ok() {   # from /, so the import cannot come from the current directory
-    (cd / && PYTHONPATH=$PYTHON_TARGET /usr/bin/python3 -c '
+plpy_ok() {   # from /, so the import cannot come from the current directory; found through the .pth
+    (cd / && /usr/bin/python3 -c '
 import sys, pgvectorizer
 sys.exit(not pgvectorizer.__file__.startswith(sys.argv[1]))' "$PYTHON_TARGET")
 }
