@@ -37,11 +37,18 @@ def server_python() -> str:
     return f"{sys.base_exec_prefix}/bin/python{major}.{minor}"
 
 
+def _deps_dir() -> str:
+    """Where the server's third-party packages are: the directory numpy came from (one that
+    pgvectorizer.pth names, after make install-python-deps)."""
+    numpy = sys.modules.get("numpy")
+    path = getattr(numpy, "__file__", None)
+    return os.path.dirname(os.path.dirname(path)) if path else "<PYTHON_DEPS>"
+
+
 def _install_hint(package: str) -> str:
     return (f"Install it for the database server's Python ({server_python()}): as root, "
             f"`make install-python-deps` in the pgvectorizer checkout, or "
-            f"`python3 -m pip install --target <PYTHON_DEPS> {package}` (the directory that "
-            f"pgvectorizer.pth in that Python's site-packages names).")
+            f"`python3 -m pip install --target {_deps_dir()} {package}`.")
 
 
 # SQLSTATEs: something the server lacks, or a configuration that cannot work
