@@ -127,7 +127,9 @@ def test_a_provider_answering_nonsense_stops_the_vectorizer_and_keeps_the_queue(
         db: psycopg.Connection, fake_url: str, marker: str) -> None:
     db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
     vid = create_vectorizer(db, "doc", embedding=openai(fake_url), chunking="ai.chunking_none()")
-    db.execute(f"INSERT INTO doc VALUES (1, 'one'), (2, 'two {marker}'), (3, 'three')")
+    # Every row carries the marker: the worker keeps two batches in flight, and how the three
+    # rows fall into them is a race; a batch without the marker would be stored.
+    db.execute(f"INSERT INTO doc VALUES (1, 'one {marker}'), (2, 'two {marker}'), (3, 'three {marker}')")
     run_once(db, expect_error="vectorizer public_doc_embedding")
     assert queued(db, vid) == {1, 2, 3}
     assert failed_rows(db, vid) == []
