@@ -47,8 +47,9 @@ def _from_probe(row: tuple[Any, ...] | None) -> str | None:
     return "0.1.0" if has_catalog else None
 
 
-def installed_version(conn: psycopg.Connection[Any]) -> str | None:
-    version = _from_probe(conn.execute(PROBE).fetchone())
+def installed_version(conn: psycopg.Connection[Any], probe: tuple[Any, ...] | None = None) -> str | None:
+    """The installed version; `probe` is PROBE's row when the caller has it already."""
+    version = _from_probe(probe if probe is not None else conn.execute(PROBE).fetchone())
     if version == "?":
         row = conn.execute(VERSION).fetchone()
         version = str(row[0]) if row else None
@@ -68,16 +69,16 @@ def install(db_url: str, version: str = scripts.CURRENT, *, dry_run: bool = Fals
     try:
         with psycopg.connect(db_url) as conn:   # one transaction, committed on leaving
             conn.execute(LOCK)
-            extension = conn.execute(PROBE).fetchone()
-            if extension and extension[0]:
+            probe = conn.execute(PROBE).fetchone()
+            if probe and probe[0]:
                 raise InstallError(
-                    f"the ai extension ({extension[0]}) is installed in this database, and a plain "
+                    f"the ai extension ({probe[0]}) is installed in this database, and a plain "
                     "install cannot go beside it: upgrade the extension with ALTER EXTENSION ai UPDATE")
             row = conn.execute(VECTOR_SCHEMA).fetchone()
             if row is None:
                 raise InstallError("pgvector is not installed in this database: CREATE EXTENSION vector "
                                    "first (a managed service lists it among its extensions)")
-            before = installed_version(conn)
+            before = installed_version(conn, probe)
             steps = scripts.plan(before, version)
             # As CREATE EXTENSION sets it: the new objects go to ai, `vector` resolves.
             conn.execute(sql.SQL("SET LOCAL search_path = ai, {}, pg_temp").format(sql.Identifier(row[0])))

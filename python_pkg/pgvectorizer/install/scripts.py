@@ -66,16 +66,15 @@ def plan(installed: str | None, target: str = CURRENT) -> list[tuple[str, str]]:
         raise VersionMismatch(f"the database has pgvectorizer {installed}, newer than {target}: "
                               f"upgrade pgvectorizer (the Python package) instead")
     # Breadth first over the upgrade scripts: the fewest steps, as ALTER EXTENSION takes.
-    steps: dict[str, list[str]] = {}
+    steps: dict[str, list[tuple[str, str]]] = {}   # from -> [(to, file)]
     for name in files:
         m = _NAME.match(name)
         if m and m.group(2):
-            steps.setdefault(m.group(1), []).append(name)
+            steps.setdefault(m.group(1), []).append((m.group(2), name))
     seen, todo = {installed: [""]}, deque([installed])
     while todo:
         at = todo.popleft()
-        for name in steps.get(at, []):
-            nxt = _NAME.match(name).group(2)  # type: ignore[union-attr]
+        for nxt, name in steps.get(at, []):
             if nxt not in seen:
                 seen[nxt] = seen[at] + [name]
                 todo.append(nxt)
