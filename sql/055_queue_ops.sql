@@ -140,7 +140,7 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     -- A source dropped where no event trigger cleans up (a plain install, or DROP ... CASCADE):
-    -- said before anything is claimed (once per batch, not per statement), so the queue stays as it is.
+    -- said before anything is claimed (once per batch), so the queue stays as it is.
     IF op = 'claim' AND to_regclass(format('%I.%I', v.source_schema, v.source_table)) IS NULL THEN
         RAISE EXCEPTION 'vectorizer "%": its source table %.% does not exist any more', v.name,
             quote_ident(v.source_schema), quote_ident(v.source_table)
