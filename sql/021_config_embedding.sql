@@ -13,6 +13,10 @@ RETURN (SELECT d FROM (VALUES
     , ('nomic-embed-text', 768), ('nomic-embed-text-v1.5', 768), ('mxbai-embed-large', 1024)
     , ('text-embedding-3-small', 1536), ('text-embedding-3-large', 3072)
     , ('text-embedding-ada-002', 1536)
+    , ('voyage-3.5', 1024), ('voyage-3.5-lite', 1024), ('voyage-3-large', 1024)
+    , ('voyage-3', 1024), ('voyage-3-lite', 512), ('voyage-code-3', 1024)
+    , ('voyage-finance-2', 1024), ('voyage-law-2', 1024), ('voyage-multilingual-2', 1024)
+    , ('voyage-2', 1024), ('voyage-large-2', 1536), ('voyage-code-2', 1536)
     ) AS k(m, d)
     WHERE k.m = lower(split_part(regexp_replace(rtrim(model, '/'), '^.*/', ''), ':', 1)));
 COMMENT ON FUNCTION ai._known_model_dimensions(text) IS 'Output size of well-known embedding models, or NULL';
@@ -105,3 +109,79 @@ BEGIN
         'device', device, 'normalize', coalesce(normalize_embeddings, true), 'batch_size', batch_size));
 END $$;
 COMMENT ON FUNCTION ai.embedding_sentence_transformers(text, int4, text, bool, int4) IS 'Embed with a local sentence-transformers model, by name or path, on CPU or CUDA';
+
+CREATE FUNCTION ai.embedding_voyageai
+( model text
+, dimensions int4 DEFAULT NULL
+, input_type text DEFAULT 'document'
+, api_key_name text DEFAULT 'VOYAGE_API_KEY'
+, output_dimension int4 DEFAULT NULL
+, output_dtype text DEFAULT 'float'
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF input_type IS NOT NULL AND input_type NOT IN ('query', 'document') THEN
+        RAISE EXCEPTION 'embedding_voyageai: input_type must be query, document or NULL, got %', quote_literal(input_type)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF api_key_name IS NULL OR api_key_name !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
+        RAISE EXCEPTION 'embedding_voyageai: api_key_name must name an environment variable, got %', quote_nullable(api_key_name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The key itself is never stored in the database; the worker reads it from its environment.';
+    END IF;
+    IF output_dimension IS NOT NULL AND output_dimension NOT IN (256, 512, 1024, 2048) THEN
+        RAISE EXCEPTION 'embedding_voyageai: output_dimension must be 256, 512, 1024 or 2048, got %', output_dimension
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The store's column is vector(dimensions): the vectors Voyage returns must be that size.
+    IF output_dimension IS NOT NULL AND dimensions IS NOT NULL AND dimensions <> output_dimension THEN
+        RAISE EXCEPTION 'embedding_voyageai: dimensions (%) and output_dimension (%) differ', dimensions, output_dimension
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The vectors are output_dimension long and the store''s column is vector(dimensions): give one, or both equal.';
+    END IF;
+    IF output_dtype IN ('binary', 'ubinary') THEN
+        RAISE EXCEPTION 'embedding_voyageai: output_dtype % cannot be stored in a vector column', quote_literal(output_dtype)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'binary and ubinary return bit-packed bytes (dimensions / 8 of them); use float, int8 or uint8.';
+    END IF;
+    IF output_dtype IS NOT NULL AND output_dtype NOT IN ('float', 'int8', 'uint8') THEN
+        RAISE EXCEPTION 'embedding_voyageai: output_dtype must be float, int8 or uint8, got %', quote_literal(output_dtype)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ai._embedding_config('voyageai', model, coalesce(dimensions, output_dimension), jsonb_build_object(
+        'input_type', input_type, 'api_key_name', api_key_name,
+        'output_dimension', output_dimension, 'output_dtype', output_dtype));
+END $$;
+COMMENT ON FUNCTION ai.embedding_voyageai(text, int4, text, text, int4, text) IS 'Embed with Voyage AI (api.voyageai.com); the API key is read from the worker''s environment';
+
+CREATE FUNCTION ai.embedding_litellm
+( model text
+, dimensions int4 DEFAULT NULL
+, api_key_name text DEFAULT NULL
+, extra_options jsonb DEFAULT NULL
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF model IS NOT NULL AND model !~ '^[A-Za-z0-9_.-]+/.' THEN
+        RAISE EXCEPTION 'embedding_litellm: model must be provider/model, got %', quote_literal(model)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example cohere/embed-english-v3.0 or mistral/mistral-embed.';
+    END IF;
+    IF api_key_name IS NOT NULL AND api_key_name !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
+        RAISE EXCEPTION 'embedding_litellm: api_key_name must name an environment variable, got %', quote_literal(api_key_name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The key itself is never stored in the database; the worker reads it from its environment.';
+    END IF;
+    IF extra_options IS NOT NULL AND jsonb_typeof(extra_options) <> 'object' THEN
+        RAISE EXCEPTION 'embedding_litellm: extra_options must be a json object, got %', jsonb_typeof(extra_options)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF extra_options ?| ARRAY['api_key', 'token', 'aws_secret_access_key', 'azure_ad_token'] THEN
+        RAISE EXCEPTION 'embedding_litellm: extra_options may not hold a secret (api_key and the like)'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name the environment variable that holds it in api_key_name; keys are never stored in the database.';
+    END IF;
+    RETURN ai._embedding_config('litellm', model, dimensions, jsonb_build_object(
+        'api_key_name', api_key_name, 'extra_options', extra_options));
+END $$;
+COMMENT ON FUNCTION ai.embedding_litellm(text, int4, text, jsonb) IS 'Embed through LiteLLM''s provider/model names (Cohere, Mistral, Azure OpenAI, ...); the API key is read from the worker''s environment';

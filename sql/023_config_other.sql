@@ -117,8 +117,14 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION ai.destination_column(name) IS 'Store one embedding per row in a new vector column of the source table (needs chunking_none)';
 
+-- The roles named, and (as pgai's) those of the setting ai.grant_to_default, a comma-separated
+-- list of roles (SET ai.grant_to_default = 'a, b'; or ALTER DATABASE/ROLE ... SET).
 CREATE FUNCTION ai.grant_to(VARIADIC grantees name[] DEFAULT '{}')
-RETURNS name[] LANGUAGE sql IMMUTABLE
+RETURNS name[] LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-RETURN ARRAY(SELECT DISTINCT g FROM unnest(grantees) AS g WHERE g IS NOT NULL AND g <> '' ORDER BY g);
-COMMENT ON FUNCTION ai.grant_to(name[]) IS 'Roles that get access to a vectorizer''s queue, store and view';
+RETURN ARRAY(SELECT DISTINCT g FROM (
+                 SELECT unnest(grantees) AS g
+                 UNION ALL
+                 SELECT btrim(d)::name FROM regexp_split_to_table(current_setting('ai.grant_to_default', true), ',') AS d
+             ) AS a WHERE g IS NOT NULL AND g <> '' ORDER BY g);
+COMMENT ON FUNCTION ai.grant_to(name[]) IS 'Roles that get access to a vectorizer''s queue, store and view: those named and those of ai.grant_to_default';

@@ -120,15 +120,20 @@ BEGIN
                            THEN ai.scheduling_pg_cron() ELSE ai.scheduling_none() END;
     END IF;
 
-    IF loading->>'implementation' IS DISTINCT FROM 'column' THEN
+    IF loading->>'implementation' IS NULL OR loading->>'implementation' NOT IN ('column', 'uri') THEN
         RAISE EXCEPTION 'create_vectorizer: unknown loading implementation %', quote_nullable(loading->>'implementation')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF embedding->>'implementation' = 'litellm' THEN
+        RAISE EXCEPTION 'create_vectorizer: embedding_litellm configs are not supported by this version''s worker yet'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Use ai.embedding_voyageai, or ai.embedding_openai with base_url for an OpenAI-compatible server (Mistral, Azure OpenAI, a LiteLLM proxy).';
+    END IF;
     IF embedding->>'implementation' IS NULL
-       OR embedding->>'implementation' NOT IN ('openai', 'ollama', 'sentence_transformers') THEN
+       OR embedding->>'implementation' NOT IN ('openai', 'ollama', 'sentence_transformers', 'voyageai') THEN
         RAISE EXCEPTION 'create_vectorizer: unknown embedding provider %', quote_nullable(embedding->>'implementation')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use ai.embedding_openai, ai.embedding_ollama or ai.embedding_sentence_transformers.';
+                  HINT = 'Use ai.embedding_openai, ai.embedding_ollama, ai.embedding_sentence_transformers or ai.embedding_voyageai.';
     END IF;
     dims := (embedding->>'dimensions')::int4;
     IF dims IS NULL OR dims < 1 OR dims > 16000 THEN
@@ -180,15 +185,39 @@ BEGIN
     -- A source without a primary key is refused here, before its columns are looked at.
     PERFORM ai._source_pk(source);
 
-    -- The loading column: text of some kind.
+    -- The loading column: text of some kind (a URI for loading_uri), or bytea (a document
+    -- stored in the table) for loading_column.
     load_att := ai._source_column(source, (loading->>'column_name')::name, 'loading');
     IF (SELECT t.typcategory FROM pg_type t
          WHERE t.oid = CASE WHEN (SELECT typtype FROM pg_type WHERE oid = load_att.atttypid) = 'd'
                             THEN (SELECT typbasetype FROM pg_type WHERE oid = load_att.atttypid)
-                            ELSE load_att.atttypid END) IS DISTINCT FROM 'S' THEN
-        RAISE EXCEPTION 'create_vectorizer: loading column "%" of table % has type %; it must be a text type (text, varchar, char)',
+                            ELSE load_att.atttypid END) IS DISTINCT FROM 'S'
+       AND (loading->>'implementation' = 'uri' OR load_att.atttypid <> 'bytea'::regtype
+            AND (SELECT typbasetype FROM pg_type WHERE oid = load_att.atttypid) IS DISTINCT FROM 'bytea'::regtype) THEN
+        IF loading->>'implementation' = 'uri' THEN
+            RAISE EXCEPTION 'create_vectorizer: loading column "%" of table % has type %; loading_uri needs a text type (text, varchar, char) holding URIs',
+                load_att.attname, source, format_type(load_att.atttypid, load_att.atttypmod)
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+        RAISE EXCEPTION 'create_vectorizer: loading column "%" of table % has type %; it must be a text type (text, varchar, char) or bytea',
             load_att.attname, source, format_type(load_att.atttypid, load_att.atttypmod)
             USING ERRCODE = 'datatype_mismatch';
+    END IF;
+
+    -- Parsing: one of the four parsers; pymupdf and docling read documents, so loading_column
+    -- needs a bytea column for them (a text column is embedded as it is).
+    IF parsing->>'implementation' IS NULL OR parsing->>'implementation' NOT IN ('auto', 'none', 'pymupdf', 'docling') THEN
+        RAISE EXCEPTION 'create_vectorizer: unknown parsing implementation %', quote_nullable(parsing->>'implementation')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ai.parsing_auto, ai.parsing_none, ai.parsing_pymupdf or ai.parsing_docling.';
+    END IF;
+    IF parsing->>'implementation' IN ('pymupdf', 'docling') AND loading->>'implementation' = 'column'
+       AND load_att.atttypid <> 'bytea'::regtype
+       AND (SELECT typbasetype FROM pg_type WHERE oid = load_att.atttypid) IS DISTINCT FROM 'bytea'::regtype THEN
+        RAISE EXCEPTION 'create_vectorizer: parsing_% reads documents, but loading column "%" of table % has type %',
+            parsing->>'implementation', load_att.attname, source, format_type(load_att.atttypid, load_att.atttypmod)
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Use a bytea column or ai.loading_uri, or ai.parsing_auto() for a text column.';
     END IF;
 
     -- Template columns, other than $chunk, must be columns of the source.
@@ -358,6 +387,12 @@ BEGIN
     END IF;
     PERFORM ai._vectorizer_require_admin('create_vectorizer');
     PERFORM ai._vectorizer_check_source(source);
+    -- As pgai: a grant_to role that does not exist is skipped with a warning.
+    IF EXISTS (SELECT 1 FROM unnest(grant_to) AS g WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g)) THEN
+        RAISE WARNING 'create_vectorizer: grant_to roles % do not exist; skipped',
+            ARRAY(SELECT g FROM unnest(grant_to) AS g WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g));
+        grant_to := ARRAY(SELECT g FROM unnest(grant_to) AS g WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g));
+    END IF;
     -- Writers wait from here to commit, so no row changes between the trigger and the backfill.
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
 

@@ -158,6 +158,13 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION ai.vectorizer_queue_pending(int4, bool) IS 'Rows waiting in a vectorizer''s queue: exact distinct keys, or a quick estimate';
 
+-- By name, as pgai's documentation recommends; an unknown name is an error, not NULL.
+CREATE FUNCTION ai.vectorizer_queue_pending(name text, exact_count bool DEFAULT false) RETURNS int8
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN ai.vectorizer_queue_pending(ai._vectorizer_by_name(name), exact_count);
+COMMENT ON FUNCTION ai.vectorizer_queue_pending(text, bool) IS 'Rows waiting in a vectorizer''s queue, by the vectorizer''s name: exact distinct keys, or a quick estimate';
+
 CREATE FUNCTION ai._vectorizer_failed_count(vectorizer_id int4) RETURNS int8
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$

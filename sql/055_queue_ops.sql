@@ -282,7 +282,13 @@ SELECT pg_catalog.jsonb_build_object('key', %1$s, 'found', s._ai_found IS NOT NU
   LEFT JOIN LATERAL (SELECT true AS _ai_found, coalesce((%5$s
 ), false) AS _ai_match, %6$s FROM %7$I.%8$I AS src WHERE %9$s) AS s ON true
 $q$, ai._pk_to_json(v.source_pk, 'k'),
-     (SELECT string_agg(format('s.%I::pg_catalog.text', c), ', ') FROM unnest(cols) AS c), pk, queue,
+     -- A bytea loading column (a stored document) travels as {"base64": ...}, never as text.
+     (SELECT string_agg(CASE WHEN c = load AND EXISTS (
+                 SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                  WHERE a.attrelid = format('%I.%I', v.source_schema, v.source_table)::regclass
+                    AND a.attname = c AND 'bytea'::regtype IN (t.oid, t.typbasetype))
+                 THEN format('CASE WHEN s.%1$I IS NOT NULL THEN pg_catalog.jsonb_build_object(''base64'', pg_catalog.encode(s.%1$I, ''base64'')) END', c)
+                 ELSE format('s.%I::pg_catalog.text', c) END, ', ') FROM unnest(cols) AS c), pk, queue,
      coalesce(v.config->>'row_filter', 'true'),
      (SELECT string_agg(format('src.%I', c), ', ') FROM unnest(cols) AS c), v.source_schema, v.source_table,
      ai._pk_list(v.source_pk, 'src.%1$I = k.%1$I', ' AND '));

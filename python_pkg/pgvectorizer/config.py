@@ -78,10 +78,16 @@ class Vectorizer:
 
     # --- sections -------------------------------------------------------------------------
 
+    loading = _Section()
     embedding = _Section()
     chunking = _Section()
     formatting = _Section()
     destination = _Section()
+
+    @property
+    def parsing(self) -> Mapping[str, Any]:
+        """How loaded documents become text (ai.parsing_auto when the config has none)."""
+        return self.config.get("parsing") or {"implementation": "auto"}
 
     @property
     def processing(self) -> Mapping[str, Any]:

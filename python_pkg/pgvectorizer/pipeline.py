@@ -16,6 +16,8 @@ import numpy as np
 
 from .chunking import make_chunker
 from .config import Vectorizer
+from .documents import Document, DocumentError
+from .documents.loading import Loader
 from .embedders.base import Embedder
 from .errors import (
     BAD_VECTOR,
@@ -63,7 +65,7 @@ class StoredChunk:
 @dataclass
 class RowError:
     key: Key
-    step: str  # chunking, embedding
+    step: str  # loading, parsing, chunking, embedding
     message: str
     transient: bool
     retry_after: float | None = None
@@ -98,11 +100,15 @@ class _Pending:
 class Pipeline:
     """Chunk, format and embed batches for one vectorizer."""
 
-    def __init__(self, vectorizer: Vectorizer, embedder: Embedder) -> None:
+    def __init__(self, vectorizer: Vectorizer, embedder: Embedder, *,
+                 env: Mapping[str, str] | None = None, server_side: bool = False) -> None:
         """ChunkingConfigError (a ConfigError) when the chunking or formatting config cannot
-        work."""
+        work. env: the settings that loading reads (os.environ when None); server_side: the
+        pipeline runs inside PostgreSQL, where a URI must be one the operator allows."""
         self.v = vectorizer
         self.embedder = embedder
+        self.loader = Loader(vectorizer.loading, env, server_side=server_side)
+        self._parse: Callable[[Document], str] | None = None  # made at the first document
         self.chunk: Callable[[str], list[str]] = make_chunker(vectorizer.chunking)
         try:
             self.format = make_formatter(vectorizer.formatting, vectorizer.read_columns)
@@ -121,8 +127,23 @@ class Pipeline:
         existing = existing or {}
         result = BatchResult()
         pending: list[_Pending] = []
-        for row in rows:
-            text = row.values.get(self.v.loading_column) if row.found and row.match else None
+        column = self.v.loading_column
+        values = [row.values.get(column) if row.found and row.match else None for row in rows]
+        if self.loader.needed:
+            loaded: list[Any] = self.loader.load_many(values)  # URIs, fetched concurrently
+        else:
+            # A text column's values pass as they are; only a bytea one's need turning into
+            # Documents.
+            loaded = [v if v is None or isinstance(v, str) else self._load_one(v)
+                      for v in values]
+        for row, value in zip(rows, loaded, strict=True):
+            try:
+                if isinstance(value, DocumentError):
+                    raise value
+                text = self._text(value)
+            except DocumentError as e:
+                result.errors.append(RowError(row.key, e.step, str(e), e.transient))
+                continue
             if text is None:
                 # Deleted, filtered out, or no text: the key keeps no chunks.
                 self._done(result, row.key, [], [], [], [])
@@ -171,6 +192,23 @@ class Pipeline:
                 continue
             self._done(result, p.key, p.chunks, p.texts, p.digests, vecs)
         return result
+
+    def _load_one(self, value: Any) -> Any:
+        try:
+            return self.loader.load(value)
+        except DocumentError as e:
+            return e
+
+    def _text(self, value: Any) -> str | None:
+        """A loaded value's text: a Document goes through the vectorizer's parser."""
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, Document):
+            if self._parse is None:
+                from .documents.parsing import make_parser
+                self._parse = make_parser(self.v.parsing)  # ConfigError: stops the vectorizer
+            return self._parse(value)
+        return str(value)
 
     def _done(self, result: BatchResult, key: Key, chunks: list[str], texts: list[str],
               digests: list[bytes], vectors: list[np.ndarray]) -> None:

@@ -306,7 +306,7 @@ class Worker:
     async def _drain_with(self, v: Vectorizer) -> None:
         embedder = await asyncio.to_thread(make_embedder, v.embedding, self.env)
         try:
-            embed = self._embedder(v, Pipeline(v, embedder))
+            embed = self._embedder(v, Pipeline(v, embedder, env=self.env))
             stop = asyncio.Event()  # set by a runner that meets a configuration error
             # Each unit of concurrency keeps two batches going, so that one is read or written
             # while the other waits on the model: the database and the provider work at once.

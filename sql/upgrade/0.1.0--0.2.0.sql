@@ -27,6 +27,27 @@ REVOKE ALL ON FUNCTION ai._vectorizer_create_ops(ai.vectorizer, bool) FROM PUBLI
 -- A vanished source (no event triggers in a plain install) is named at the claim.
 -- @replace ai._vectorizer_op
 
+-- Documents, loading: ai.loading_uri, and a bytea loading_column (read as base64).
+-- @replace ai.loading_column
+-- @create ai.loading_uri
+-- @replace ai._vq_read
+
+-- Parsing: the pgai parsers (pymupdf, docling) beside auto and none, in 024_config_parsing.sql.
+-- @replace ai.parsing_auto
+-- @replace ai.parsing_none
+-- @create ai.parsing_pymupdf
+-- @create ai.parsing_docling
+
+-- Voyage AI and LiteLLM embedding providers (and Voyage's models' sizes).
+-- @replace ai._known_model_dimensions
+-- @create ai.embedding_voyageai
+-- @create ai.embedding_litellm
+
+-- pgai's names: queue_pending by name; ai.grant_to_default; a missing grant_to role warns.
+-- @replace ai.vectorizer_queue_pending
+-- @replace ai.grant_to
+-- @replace ai.create_vectorizer
+
 -- Every existing vectorizer's functions, as this version makes them.
 -- @create ai._vectorizer_rebuild
 SELECT ai._vectorizer_rebuild(v) FROM ai.vectorizer AS v ORDER BY v.id;

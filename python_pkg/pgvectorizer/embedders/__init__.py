@@ -1,7 +1,7 @@
 """Embedders: turn texts into vectors with OpenAI(-compatible) servers, Ollama or a local model.
 
 make_embedder picks one from a vectorizer's embedding config (the jsonb that ai.embedding_openai,
-ai.embedding_ollama and ai.embedding_sentence_transformers build).
+ai.embedding_ollama, ai.embedding_sentence_transformers and ai.embedding_voyageai build).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pgvectorizer.errors import ConfigError
 
 __all__ = ["IMPLEMENTATIONS", "Embedder", "config_dimensions", "config_str", "make_embedder"]
 
-IMPLEMENTATIONS = ("openai", "ollama", "sentence_transformers")
+IMPLEMENTATIONS = ("openai", "ollama", "sentence_transformers", "voyageai")
 
 
 def make_embedder(config: Mapping[str, Any], env: Mapping[str, str] | None = None, *,
@@ -49,6 +49,18 @@ def make_embedder(config: Mapping[str, Any], env: Mapping[str, str] | None = Non
             own = not config.get("base_url")
             check_server_endpoint(base_url, env, defaults=[base_url] if own else [])
         return OllamaEmbedder(config, env)
+    if implementation == "voyageai":
+        from pgvectorizer.embedders.voyageai import (
+            VoyageAIEmbedder,
+            operator_base_url,
+            voyage_base_url,
+        )
+        if server_side:
+            # VOYAGE_BASE_URL is the operator's own setting, as OLLAMA_HOST is; a config's
+            # base_url is its author's.
+            operators = [] if config.get("base_url") else [operator_base_url(env)]
+            check_server_endpoint(voyage_base_url(config, env), env, defaults=operators)
+        return VoyageAIEmbedder(config, env)
     if implementation == "sentence_transformers":
         from pgvectorizer.embedders.sentence_transformers import (
             SentenceTransformersEmbedder,

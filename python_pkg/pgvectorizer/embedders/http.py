@@ -81,7 +81,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def server_message(response: httpx.Response) -> str:
     """The server's own words, as a short snippet: OpenAI's {"error": {"message"}}, Ollama's
-    {"error": "..."}, or the body as text."""
+    {"error": "..."}, Voyage's {"detail": "..."}, or the body as text."""
     text = response.text
     try:
         body = json.loads(text)
@@ -95,6 +95,8 @@ def server_message(response: httpx.Response) -> str:
             return snippet(error)
         if isinstance(body.get("message"), str):
             return snippet(body["message"])
+        if isinstance(body.get("detail"), str):  # Voyage AI's {"detail": "..."}
+            return snippet(body["detail"])
     return snippet(text)
 
 

@@ -82,7 +82,8 @@ def execute(plpy: Any, v: Vectorizer, *, max_rows: int | None, max_seconds: floa
     # statement_timeout and max_seconds.
     deadline = None if max_seconds is None else start + max_seconds
     pipeline = Pipeline(v, InterruptibleEmbedder(make_embedder(v.embedding, env, server_side=True),
-                                                 plpy, deadline))
+                                                 plpy, deadline), env=env,
+                        server_side=True)
 
     async def embed(rows: list[SourceRow], existing: Existing) -> BatchResult:
         return pipeline.run(rows, existing)  # in this (the backend's) thread: it touches plpy

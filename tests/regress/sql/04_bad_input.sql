@@ -16,7 +16,7 @@ SELECT ai.create_vectorizer('docs', loading => ai.loading_column('bodyy'), embed
 SELECT ai.create_vectorizer('docs', loading => ai.loading_column('n'), embedding => ai.embedding_openai('text-embedding-3-small'));
 SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedding => ai.embedding_openai('my-own-model'));
 SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedding => '{"config_type": "embedding", "implementation": "openai", "model": "m"}');
-SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedding => '{"config_type": "embedding", "implementation": "voyageai", "dimensions": 3}');
+SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedding => '{"config_type": "embedding", "implementation": "cohere_direct", "dimensions": 3}');
 SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'));
 SELECT ai.create_vectorizer('docs', embedding => ai.embedding_openai('text-embedding-3-small'));
 SELECT ai.create_vectorizer('docs', loading => ai.chunking_none(), embedding => ai.embedding_openai('text-embedding-3-small'));
@@ -39,7 +39,7 @@ SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedd
 SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedding => ai.embedding_openai('text-embedding-3-small'),
     destination => ai.destination_table(repeat('x', 60)));
 SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedding => ai.embedding_openai('text-embedding-3-small'),
-    grant_to => ai.grant_to('no_such_role_for_ai'));
+    grant_to => ai.grant_to('no_such_role_for_ai'), queue_schema => 'no_such_schema');
 SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedding => ai.embedding_openai('text-embedding-3-small'),
     queue_schema => 'no_such_schema');
 SELECT ai.create_vectorizer('docs', loading => ai.loading_column('body'), embedding => ai.embedding_openai('text-embedding-3-small'),
