@@ -270,3 +270,9 @@ def tuning_seconds(environ: Mapping[str, str], name: str, default: float, *,
     """The tunable `name` in seconds, or the default; ConfigError naming it when bad."""
     parse = partial(parse_tuning_seconds, positive=positive)
     return Env(environ, TUNING).get(Var(name), parse, default)
+
+
+def tuning_whole(environ: Mapping[str, str], name: str, default: int) -> int:
+    """The tunable `name` as a whole number of at least 1, or the default; ConfigError naming
+    it when bad."""
+    return Env(environ, TUNING).get(Var(name), partial(parse_whole, minimum=1), default)

@@ -140,11 +140,12 @@ def test_a_failed_create_leaves_no_job(cron_conn: psycopg.Connection, schema: st
                                        fake_url: str) -> None:
     table = _blog(cron_conn, schema, 1)
     before = scalar(cron_conn, "SELECT count(*) FROM cron.job")
-    with pytest.raises(psycopg.errors.UndefinedObject):
-        # The grant fails after the job was made: the whole call rolls back, job included.
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        # Queueing the existing rows fails after the job was made (the filter plans well and
+        # fails on the first row): the whole call rolls back, job included.
         cron_conn.execute(f"SELECT ai.create_vectorizer('{table}'::regclass, "
                           f"loading => ai.loading_column('body'), embedding => {_embedding(fake_url)}, "
-                          "grant_to => ai.grant_to('no_such_role_anywhere'))")
+                          "row_filter => 'length(body) / (id - id) > 0')")
     assert scalar(cron_conn, "SELECT count(*) FROM cron.job") == before
 
 

@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 from pgvectorizer.documents import Document, DocumentError
-from pgvectorizer.documents.loading import FILE_ROOTS_ENV, MAX_BYTES_ENV, Loader
+from pgvectorizer.documents.loading import (
+    FILE_ROOTS_ENV,
+    MAX_BYTES_ENV,
+    TIMEOUT_ENV,
+    Loader,
+)
+from pgvectorizer.errors import ConfigError
 
 URI = {"implementation": "uri", "column_name": "u"}
 COLUMN = {"implementation": "column", "column_name": "c"}
@@ -121,3 +127,12 @@ def test_load_many_keeps_order_and_outcomes(tmp_path: Path) -> None:
     assert [type(x).__name__ for x in out[:4]] == ["Document", "DocumentError", "NoneType",
                                                    "DocumentError"]
     assert [type(x) for x in out] == [type(x) for x in out[:4]] * 3
+
+
+@pytest.mark.parametrize(("name", "value"), [(MAX_BYTES_ENV, "lots"), (MAX_BYTES_ENV, "0"),
+                                             (TIMEOUT_ENV, "-1"), (TIMEOUT_ENV, "soon")])
+def test_a_bad_setting_is_named_not_ignored(name: str, value: str) -> None:
+    # The operator's mistake stops the vectorizer with the setting's name, rather than
+    # loading with a limit nobody chose.
+    with pytest.raises(ConfigError, match=name):
+        Loader(URI, {name: value})

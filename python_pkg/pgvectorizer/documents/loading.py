@@ -17,13 +17,14 @@ import binascii
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import EndpointNotAllowed
+from ..settings import tuning_seconds, tuning_whole
 from . import Document, DocumentError
 
 FILE_ROOTS_ENV = "PGVECTORIZER_FILE_ROOTS"  # os.pathsep-separated directories; empty: no file://
@@ -58,8 +59,9 @@ class Loader:
         self.implementation = str(loading.get("implementation") or "column")
         self.role_arn: str | None = loading.get("aws_role_arn")
         self.server_side = server_side
-        self.max_bytes = _int_env(self.env, MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
-        self.timeout = _float_env(self.env, TIMEOUT_ENV, DEFAULT_TIMEOUT)
+        # A bad setting is the operator's to fix: ConfigError (naming it) stops the vectorizer.
+        self.max_bytes = tuning_whole(self.env, MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+        self.timeout = tuning_seconds(self.env, TIMEOUT_ENV, DEFAULT_TIMEOUT, positive=True)
         self.roots = tuple(Path(r).resolve() for r in
                            (self.env.get(FILE_ROOTS_ENV) or "").split(os.pathsep) if r.strip())
         self._lock = threading.Lock()
@@ -292,24 +294,3 @@ def _column_value(value: Any) -> Loaded:
     return str(value)
 
 
-def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
-    text = (env.get(name) or "").strip()
-    try:
-        return int(text) if text else default
-    except ValueError:
-        return default
-
-
-def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
-    text = (env.get(name) or "").strip()
-    try:
-        return float(text) if text else default
-    except ValueError:
-        return default
-
-
-def loaded_text(loaded: Loaded, parse: Callable[[Document], str]) -> str | None:
-    """The text to chunk: text as it is, a Document through the parser."""
-    if loaded is None or isinstance(loaded, str):
-        return loaded
-    return parse(loaded)
