@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
+import numpy as np
 
 from pgvectorizer.errors import (
     SERVER_ERROR,
@@ -174,6 +175,51 @@ def request_json(client: httpx.Client, method: str, url: str, body: bytes | None
         except ValueError as exc:
             raise EmbeddingError(f"{what}: {url} answered {status} with a body that is not JSON",
                                  transient=True, status=status, cause=SERVER_ERROR) from exc
+
+
+def key_refusal(what: str, key_name: str) -> Refusal:
+    """The refusal messages of a provider whose key comes from the variable key_name."""
+    def refusal(status: int, message: str) -> str:
+        if status in (401, 403):
+            return f"{what} refused the API key from {key_name} ({status}): {message}"
+        return f"{what} refused the request ({status}): {message}"
+    return refusal
+
+
+def number_vector(what: str, embedding: Any) -> np.ndarray:
+    """An embedding answered as a list of numbers, as float32; ProviderError otherwise."""
+    try:
+        vector = np.asarray(embedding, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise ProviderError(f"{what} answered with an embedding that cannot be decoded: "
+                            f"{snippet(str(exc))}") from exc
+    if vector.ndim != 1:
+        raise ProviderError(f"{what} answered with an embedding that is not a flat list of "
+                            f"numbers")
+    return vector
+
+
+def decode_data(body: Any, n: int, dimensions: int, what: str,
+                vector_of: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """The (n, dimensions) float32 vectors of an answer shaped like OpenAI's
+    {"data": [{"index": i, "embedding": ...}]} (OpenAI, Voyage), in the texts' order;
+    vector_of decodes one embedding. ProviderError when the answer does not fit the request."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or len(data) != n:
+        raise count_error(what, len(data) if isinstance(data, list) else "no", n)
+    out = np.empty((n, dimensions), dtype=np.float32)
+    filled = np.zeros(n, dtype=bool)
+    for position, item in enumerate(data):
+        index = item.get("index", position) if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < n or filled[index]:
+            raise ProviderError(f"{what} answered with a bad or repeated index "
+                                f"{snippet(repr(index))}")
+        vector = vector_of(item.get("embedding"))
+        if vector.shape[0] != dimensions:
+            raise dimension_error(what, vector.shape[0], dimensions)
+        out[index] = vector
+        filled[index] = True
+    return out
 
 
 def dimension_error(what: str, got: int, expected: int) -> ProviderError:

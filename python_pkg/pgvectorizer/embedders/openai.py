@@ -24,9 +24,10 @@ from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
     DEFAULT_TIMEOUT,
     batch_ranges,
-    count_error,
-    dimension_error,
+    decode_data,
+    key_refusal,
     make_client,
+    number_vector,
     post_json,
     request_json,
     snippet,
@@ -93,6 +94,7 @@ class OpenAIEmbedder:
         self._client = make_client(env, {**headers, "Prefer": "respond-async"})
         self._url = f"{self.base_url}/embeddings"
         self._what = f"model {self.model} at {self.base_url}"
+        self._refusal = key_refusal(self._what, self.api_key_name)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -159,44 +161,19 @@ class OpenAIEmbedder:
         except httpx.HTTPError:
             pass  # the service fails unanswered tasks after its pending timeout anyway
 
-    def _refusal(self, status: int, message: str) -> str:
-        if status in (401, 403):
-            return (f"{self._what} refused the API key from {self.api_key_name} "
-                    f"({status}): {message}")
-        return f"{self._what} refused the request ({status}): {message}"
-
     def _decode(self, body: Any, n: int) -> np.ndarray:
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list) or len(data) != n:
-            raise count_error(self._what, len(data) if isinstance(data, list) else "no", n)
-        out = np.empty((n, self.dimensions), dtype=np.float32)
-        filled = np.zeros(n, dtype=bool)
-        for position, item in enumerate(data):
-            index = item.get("index", position) if isinstance(item, dict) else None
-            if not isinstance(index, int) or not 0 <= index < n or filled[index]:
-                raise ProviderError(f"{self._what} answered with a bad or repeated index "
-                                    f"{snippet(repr(index))}")
-            vector = self._vector(item.get("embedding"))
-            if vector.shape[0] != self.dimensions:
-                raise dimension_error(self._what, vector.shape[0], self.dimensions)
-            out[index] = vector
-            filled[index] = True
-        return out
+        return decode_data(body, n, self.dimensions, self._what, self._vector)
 
     def _vector(self, embedding: Any) -> np.ndarray:
-        try:
-            if isinstance(embedding, str):
-                # OpenAI's base64 is little-endian float32, whatever this machine's order.
-                return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+        if not isinstance(embedding, str):
             # A server that ignored encoding_format answers with a list of floats.
-            vector = np.asarray(embedding, dtype=np.float32)
-        except (binascii.Error, ValueError, TypeError) as exc:
+            return number_vector(self._what, embedding)
+        try:
+            # OpenAI's base64 is little-endian float32, whatever this machine's order.
+            return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+        except (binascii.Error, ValueError) as exc:
             raise ProviderError(f"{self._what} answered with an embedding that cannot be "
                                 f"decoded: {snippet(str(exc))}") from exc
-        if vector.ndim != 1:
-            raise ProviderError(f"{self._what} answered with an embedding that is not a flat "
-                                f"list of numbers")
-        return vector
 
 
 def _is_task(body: Any) -> bool:

@@ -20,14 +20,14 @@ import numpy as np
 from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
     batch_ranges,
-    count_error,
-    dimension_error,
+    decode_data,
+    key_refusal,
     make_client,
+    number_vector,
     post_json,
-    snippet,
 )
 from pgvectorizer.endpoints import read_api_key
-from pgvectorizer.errors import ApiKeyMissing, ConfigError, ProviderError
+from pgvectorizer.errors import ApiKeyMissing, ConfigError
 
 DEFAULT_BASE_URL = "https://api.voyageai.com/v1"
 BASE_URL_ENV = "VOYAGE_BASE_URL"
@@ -91,6 +91,7 @@ class VoyageAIEmbedder:
         self._client = make_client(env, {"Authorization": f"Bearer {key}"})
         self._url = f"{self.base_url}/embeddings"
         self._what = f"Voyage AI model {self.model} at {self.base_url}"
+        self._refusal = key_refusal(self._what, self.api_key_name)
         self._max_tokens = max_request_tokens(self.model)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -114,37 +115,10 @@ class VoyageAIEmbedder:
         body = post_json(self._client, self._url, payload, what=self._what, refusal=self._refusal)
         return self._decode(body, len(texts))
 
-    def _refusal(self, status: int, message: str) -> str:
-        if status in (401, 403):
-            return (f"{self._what} refused the API key from {self.api_key_name} "
-                    f"({status}): {message}")
-        return f"{self._what} refused the request ({status}): {message}"
-
     def _decode(self, body: Any, n: int) -> np.ndarray:
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list) or len(data) != n:
-            raise count_error(self._what, len(data) if isinstance(data, list) else "no", n)
-        out = np.empty((n, self.dimensions), dtype=np.float32)
-        filled = np.zeros(n, dtype=bool)
-        for position, item in enumerate(data):
-            index = item.get("index", position) if isinstance(item, dict) else None
-            if not isinstance(index, int) or not 0 <= index < n or filled[index]:
-                raise ProviderError(f"{self._what} answered with a bad or repeated index "
-                                    f"{snippet(repr(index))}")
-            try:
-                # int8 and uint8 answers are whole numbers, stored as they are.
-                vector = np.asarray(item.get("embedding"), dtype=np.float32)
-            except (ValueError, TypeError) as exc:
-                raise ProviderError(f"{self._what} answered with an embedding that is not a "
-                                    f"list of numbers: {snippet(str(exc))}") from exc
-            if vector.ndim != 1:
-                raise ProviderError(f"{self._what} answered with an embedding that is not a "
-                                    f"flat list of numbers")
-            if vector.shape[0] != self.dimensions:
-                raise dimension_error(self._what, vector.shape[0], self.dimensions)
-            out[index] = vector
-            filled[index] = True
-        return out
+        # int8 and uint8 answers are whole numbers, stored as they are.
+        return decode_data(body, n, self.dimensions, self._what,
+                           lambda embedding: number_vector(self._what, embedding))
 
 
 def _optional(config: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str | None:
