@@ -129,13 +129,8 @@ class Pipeline:
         pending: list[_Pending] = []
         column = self.v.loading_column
         values = [row.values.get(column) if row.found and row.match else None for row in rows]
-        if self.loader.needed:
-            loaded: list[Any] = self.loader.load_many(values)  # URIs, fetched concurrently
-        else:
-            # A text column's values pass as they are; only a bytea one's need turning into
-            # Documents.
-            loaded = [v if v is None or isinstance(v, str) else self._load_one(v)
-                      for v in values]
+        # URIs are fetched concurrently; a column's values (text, or a bytea's Documents) in turn.
+        loaded = self.loader.load_many(values)
         for row, value in zip(rows, loaded, strict=True):
             try:
                 if isinstance(value, DocumentError):
@@ -192,12 +187,6 @@ class Pipeline:
                 continue
             self._done(result, p.key, p.chunks, p.texts, p.digests, vecs)
         return result
-
-    def _load_one(self, value: Any) -> Any:
-        try:
-            return self.loader.load(value)
-        except DocumentError as e:
-            return e
 
     def _text(self, value: Any) -> str | None:
         """A loaded value's text: a Document goes through the vectorizer's parser."""
