@@ -17,6 +17,10 @@ RETURN (SELECT d FROM (VALUES
     , ('voyage-3', 1024), ('voyage-3-lite', 512), ('voyage-code-3', 1024)
     , ('voyage-finance-2', 1024), ('voyage-law-2', 1024), ('voyage-multilingual-2', 1024)
     , ('voyage-2', 1024), ('voyage-large-2', 1536), ('voyage-code-2', 1536)
+    , ('embed-english-v3.0', 1024), ('embed-multilingual-v3.0', 1024), ('embed-v4.0', 1536)
+    , ('embed-english-light-v3.0', 384), ('embed-multilingual-light-v3.0', 384)
+    , ('mistral-embed', 1024), ('amazon.titan-embed-text-v2', 1024), ('amazon.titan-embed-text-v1', 1536)
+    , ('text-embedding-004', 768), ('text-embedding-005', 768), ('gemini-embedding-001', 3072)
     ) AS k(m, d)
     WHERE k.m = lower(split_part(regexp_replace(rtrim(model, '/'), '^.*/', ''), ':', 1)));
 COMMENT ON FUNCTION ai._known_model_dimensions(text) IS 'Output size of well-known embedding models, or NULL';

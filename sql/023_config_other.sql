@@ -41,6 +41,79 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION ai.indexing_hnsw(int4, text, int4, int4, bool) IS 'An HNSW index on the store, created once it has min_rows rows';
 
+-- pgvectorscale's StreamingDiskANN index (pgai's signature). Built only where the vectorscale
+-- extension is installed: create_vectorizer says so otherwise. Unset options are left to
+-- pgvectorscale's defaults.
+CREATE FUNCTION ai.indexing_diskann
+( min_rows int4 DEFAULT 100000
+, storage_layout text DEFAULT NULL
+, num_neighbors int4 DEFAULT NULL
+, search_list_size int4 DEFAULT NULL
+, max_alpha float8 DEFAULT NULL
+, num_dimensions int4 DEFAULT NULL
+, num_bits_per_dimension int4 DEFAULT NULL
+, create_when_queue_empty bool DEFAULT true
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF min_rows IS NULL OR min_rows < 0 THEN
+        RAISE EXCEPTION 'indexing_diskann: min_rows must be 0 or more, got %', min_rows USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF storage_layout IS NOT NULL AND storage_layout NOT IN ('memory_optimized', 'plain') THEN
+        RAISE EXCEPTION 'indexing_diskann: storage_layout must be memory_optimized or plain, got %', quote_literal(storage_layout)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF num_neighbors < 1 OR search_list_size < 1 THEN
+        RAISE EXCEPTION 'indexing_diskann: num_neighbors and search_list_size must be positive, got % and %', num_neighbors, search_list_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Alpha below 1 would prune the graph to nothing useful; NaN and infinity are no numbers.
+    IF max_alpha < 1 OR max_alpha = 'NaN'::float8 OR max_alpha = 'Infinity'::float8 THEN
+        RAISE EXCEPTION 'indexing_diskann: max_alpha must be a number of 1 or more, got %', max_alpha
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF num_dimensions < 0 THEN
+        RAISE EXCEPTION 'indexing_diskann: num_dimensions must be 0 (all) or more, got %', num_dimensions
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF num_bits_per_dimension < 1 OR num_bits_per_dimension > 32 THEN
+        RAISE EXCEPTION 'indexing_diskann: num_bits_per_dimension must be between 1 and 32, got %', num_bits_per_dimension
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('implementation', 'diskann', 'config_type', 'indexing',
+        'min_rows', min_rows, 'storage_layout', storage_layout, 'num_neighbors', num_neighbors,
+        'search_list_size', search_list_size, 'max_alpha', max_alpha, 'num_dimensions', num_dimensions,
+        'num_bits_per_dimension', num_bits_per_dimension,
+        'create_when_queue_empty', coalesce(create_when_queue_empty, true)));
+END $$;
+COMMENT ON FUNCTION ai.indexing_diskann(int4, text, int4, int4, float8, int4, int4, bool) IS 'A pgvectorscale StreamingDiskANN index on the store, created once it has min_rows rows (needs the vectorscale extension)';
+
+-- The CREATE INDEX of an indexing config, for a store's column: HNSW (pgvector's operator
+-- classes, schema-qualified) or DiskANN (pgvectorscale's default, cosine, operator class).
+CREATE FUNCTION ai._index_statement(ix jsonb, idx_name name, tbl regclass, col name) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    opts text;
+BEGIN
+    IF ix->>'implementation' = 'hnsw' THEN
+        opts := nullif(concat_ws(', ', 'm = ' || (ix->>'m')::int4, 'ef_construction = ' || (ix->>'ef_construction')::int4), '');
+        RETURN format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %s USING hnsw (%I %I.%I)%s',
+                      idx_name, tbl, col, ai._vector_schema(), ix->>'opclass', ' WITH (' || opts || ')');
+    END IF;
+    IF ix->>'implementation' = 'diskann' THEN
+        opts := nullif(concat_ws(', ', 'storage_layout = ' || quote_literal(ix->>'storage_layout'),
+                                 'num_neighbors = ' || (ix->>'num_neighbors')::int4,
+                                 'search_list_size = ' || (ix->>'search_list_size')::int4,
+                                 'max_alpha = ' || (ix->>'max_alpha')::float8,
+                                 'num_dimensions = ' || (ix->>'num_dimensions')::int4,
+                                 'num_bits_per_dimension = ' || (ix->>'num_bits_per_dimension')::int4), '');
+        RETURN format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %s USING diskann (%I)%s',
+                      idx_name, tbl, col, ' WITH (' || opts || ')');
+    END IF;
+    RETURN NULL;
+END $$;
+
 CREATE FUNCTION ai.scheduling_none() RETURNS jsonb LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 RETURN jsonb_build_object('implementation', 'none', 'config_type', 'scheduling');

@@ -18,6 +18,8 @@ BEGIN
 END $$;
 
 -- Says clearly who may manage vectorizers, instead of "permission denied for function ...".
+-- ai.grant_vectorizer_usage(role) lets a role manage vectorizers on tables it owns; with admin,
+-- on any table it may create triggers on, and run them in the server (ai._vectorizer_is_admin).
 CREATE FUNCTION ai._vectorizer_require_admin(what text) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -25,7 +27,39 @@ BEGIN
     IF NOT has_function_privilege('ai._vectorizer_register(name, regclass, text, jsonb, name, name)', 'EXECUTE') THEN
         RAISE EXCEPTION '%: role % may not manage vectorizers', what, current_user
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = format('A superuser can allow it: SELECT ai.grant_vectorizer_usage(%L, admin => true);', current_user);
+                  HINT = format('A superuser can allow it: SELECT ai.grant_vectorizer_usage(%L);', current_user);
+    END IF;
+END $$;
+
+-- A vectorizer admin: granted ai.grant_vectorizer_usage(role, admin => true), or a superuser.
+-- Admins may run vectorizers inside the server (execute_vectorizer, pg_cron jobs, ai.embed),
+-- whose Python calls providers with the server's keys, and create vectorizers on tables they
+-- do not own.
+CREATE FUNCTION ai._vectorizer_is_admin(role_name name) RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN has_function_privilege(role_name, 'ai.execute_vectorizer(int4, int8, float8)', 'EXECUTE');
+
+-- A role that is not an admin creates vectorizers only on tables it owns (or a role it has
+-- the rights of owns), as PostgreSQL itself asks of CREATE TRIGGER's owner in all but name.
+-- Nor may it have the vectorizer run inside the server (scheduling_pg_cron).
+CREATE FUNCTION ai._vectorizer_check_owner(caller name, source regclass, scheduling jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF ai._vectorizer_is_admin(caller) THEN
+        RETURN;
+    END IF;
+    IF NOT pg_has_role(caller, (SELECT relowner FROM pg_class WHERE oid = source), 'USAGE') THEN
+        RAISE EXCEPTION 'create_vectorizer: role % may create vectorizers only on tables it owns, and % is owned by %',
+            caller, source, (SELECT relowner::regrole FROM pg_class WHERE oid = source)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('A superuser can allow it on other tables: SELECT ai.grant_vectorizer_usage(%L, admin => true);', caller);
+    END IF;
+    IF scheduling->>'implementation' = 'pg_cron' THEN
+        RAISE EXCEPTION 'create_vectorizer: role % may not schedule vectorizers in the server (scheduling_pg_cron runs the embedding inside PostgreSQL, with the server''s keys)', caller
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Run pgvectorizer worker (scheduling => ai.scheduling_none()), or ask a superuser for ai.grant_vectorizer_usage(role, admin => true).';
     END IF;
 END $$;
 
@@ -50,6 +84,7 @@ BEGIN
         RAISE EXCEPTION 'create_vectorizer: role % may not create triggers on %', caller, source
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    PERFORM ai._vectorizer_check_owner(caller, source, config->'scheduling');
     IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = queue_schema) THEN
         RAISE EXCEPTION 'create_vectorizer: queue schema "%" does not exist', queue_schema USING ERRCODE = 'invalid_schema_name';
     END IF;

@@ -114,9 +114,10 @@ BEGIN
     END IF;
     scheduling := coalesce(scheduling, ai.scheduling_default());
     IF scheduling->>'implementation' = 'default' THEN
-        -- A pg_cron job runs the vectorizer's Python in the server: the extension's alone.
+        -- A pg_cron job runs the vectorizer's Python in the server: the extension's alone, and
+        -- only for vectorizer admins (ai._vectorizer_is_admin).
         scheduling := CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
-                                AND ai.install_mode() = 'extension'
+                                AND ai.install_mode() = 'extension' AND ai._vectorizer_is_admin(current_user)
                            THEN ai.scheduling_pg_cron() ELSE ai.scheduling_none() END;
     END IF;
 
@@ -124,13 +125,8 @@ BEGIN
         RAISE EXCEPTION 'create_vectorizer: unknown loading implementation %', quote_nullable(loading->>'implementation')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF embedding->>'implementation' = 'litellm' THEN
-        RAISE EXCEPTION 'create_vectorizer: embedding_litellm configs are not supported by this version''s worker yet'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Use ai.embedding_voyageai, or ai.embedding_openai with base_url for an OpenAI-compatible server (Mistral, Azure OpenAI, a LiteLLM proxy).';
-    END IF;
     IF embedding->>'implementation' IS NULL
-       OR embedding->>'implementation' NOT IN ('openai', 'ollama', 'sentence_transformers', 'voyageai') THEN
+       OR embedding->>'implementation' NOT IN ('openai', 'ollama', 'sentence_transformers', 'voyageai', 'litellm') THEN
         RAISE EXCEPTION 'create_vectorizer: unknown embedding provider %', quote_nullable(embedding->>'implementation')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use ai.embedding_openai, ai.embedding_ollama, ai.embedding_sentence_transformers or ai.embedding_voyageai.';
@@ -146,8 +142,10 @@ BEGIN
     END IF;
     -- Regex separators are compiled by the worker's Python (re), so Python says whether they are
     -- valid now, not at the first batch. The recursive splitter skips an empty separator. A
-    -- plain install has no Python in the server: the worker's first batch says it instead.
-    IF coalesce((chunking->>'is_separator_regex')::bool, false) AND ai.install_mode() = 'extension' THEN
+    -- plain install has no Python in the server, and only admins may run the server's Python:
+    -- otherwise the worker's first batch says it instead.
+    IF coalesce((chunking->>'is_separator_regex')::bool, false) AND ai.install_mode() = 'extension'
+       AND has_function_privilege('ai._check_python_regex(text)', 'EXECUTE') THEN
         FOR separator IN
             SELECT chunking->>'separator' WHERE chunking->>'implementation' = 'character_text_splitter'
             UNION ALL
@@ -164,13 +162,24 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
-    IF indexing->>'implementation' NOT IN ('none', 'hnsw') THEN
+    IF indexing->>'implementation' NOT IN ('none', 'hnsw', 'diskann') THEN
         RAISE EXCEPTION 'create_vectorizer: unknown indexing implementation %', quote_nullable(indexing->>'implementation')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF indexing->>'implementation' = 'hnsw' AND dims > 2000 THEN
         RAISE EXCEPTION 'create_vectorizer: an HNSW index on vector supports at most 2000 dimensions, the model has %', dims
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass indexing => ai.indexing_none().';
+    END IF;
+    IF indexing->>'implementation' = 'diskann' THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vectorscale') THEN
+            RAISE EXCEPTION 'create_vectorizer: indexing_diskann needs the vectorscale extension (pgvectorscale) in this database'
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'CREATE EXTENSION vectorscale where pgvectorscale is installed, or pass indexing => ai.indexing_hnsw().';
+        END IF;
+        IF (indexing->>'num_dimensions')::int4 > dims THEN
+            RAISE EXCEPTION 'create_vectorizer: indexing_diskann num_dimensions % exceeds the model''s % dimensions', indexing->>'num_dimensions', dims
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
     END IF;
     IF scheduling->>'implementation' = 'pg_cron' AND ai.install_mode() = 'plain' THEN
         RAISE EXCEPTION 'create_vectorizer: scheduling_pg_cron runs the vectorizer with PL/Python, which a plain install (pgvectorizer install) does not have'
@@ -386,6 +395,7 @@ BEGIN
         RAISE EXCEPTION 'create_vectorizer: source is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM ai._vectorizer_require_admin('create_vectorizer');
+    PERFORM ai._vectorizer_check_owner(current_user, source, scheduling);
     PERFORM ai._vectorizer_check_source(source);
     -- As pgai: a grant_to role that does not exist is skipped with a warning.
     IF EXISTS (SELECT 1 FROM unnest(grant_to) AS g WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g)) THEN

@@ -1,8 +1,8 @@
 -- Event triggers that keep vectorizers consistent with DDL on their sources. Both run with the
 -- definer's rights: they fire for every role's DDL, and most roles cannot read schema ai.
 
--- Dropping a source table (with CASCADE, since the view depends on it) or its schema drops the
--- table's vectorizers; dropping a partition of a source queues its rows' keys (see below). The catalog is written only through checked functions, and
+-- Dropping a source table (with or without CASCADE: see _vectorizer_detach_views) or its schema
+-- drops the table's vectorizers; dropping a partition of a source queues its rows' keys (see below). The catalog is written only through checked functions, and
 -- _vectorizer_drop_objects drops only what the vectorizer's owner owns.
 CREATE FUNCTION ai._vectorizer_handle_drops() RETURNS event_trigger
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -248,6 +248,10 @@ BEGIN
         PERFORM set_config('ai.vectorizer_partitions', ai._vectorizer_partitions()::text, false);
         RETURN;
     END IF;
+    IF tg_tag = 'DROP TABLE' THEN
+        PERFORM ai._vectorizer_detach_views(current_query());
+        RETURN;
+    END IF;
     n := (SELECT count(*) FROM ai.vectorizer);
     IF n > 0 AND ai._vectorizer_drop_refused(tg_tag, current_query()) THEN
         RAISE EXCEPTION 'cannot drop extension ai while % vectorizer(s) exist; drop the vectorizers first: SELECT ai.drop_vectorizer(id) FROM ai.vectorizer', n
@@ -257,5 +261,85 @@ BEGIN
 END $$;
 
 CREATE EVENT TRIGGER _vectorizer_handle_ddl_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'DROP EXTENSION', 'DROP SCHEMA')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE')
     EXECUTE FUNCTION ai._vectorizer_handle_ddl_start();
+
+-- --- DROP TABLE of a source without CASCADE ---------------------------------------------------
+-- A vectorizer's view reads its source, so PostgreSQL refuses a plain DROP TABLE of the source
+-- before any sql_drop trigger could drop the vectorizer. pgai users drop sources that way. So,
+-- before a DROP TABLE runs, the view of each vectorizer whose source the statement may name
+-- (its table name appears in the text: a cheap test that may say yes too often, never no for a
+-- literal name) is given a stand-in definition with the same columns and no source: the drop
+-- then goes through, _vectorizer_handle_drops drops the vectorizer, and at the statement's end
+-- the views whose sources remain get their own definitions back. All in the statement's
+-- transaction, so a drop that fails for another reason undoes it all. CREATE OR REPLACE VIEW
+-- keeps the view's grants, comment and dependants; its options are restated. With CASCADE the
+-- views are left alone: the drop takes them (and views built on them) as PostgreSQL's rules say.
+CREATE FUNCTION ai._vectorizer_detach_views(query text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    lowered text := lower(regexp_replace(regexp_replace(query, '/\*.*?\*/', ' ', 'g'), '--[^\n]*', ' ', 'g'));
+    saved   jsonb := coalesce(nullif(current_setting('ai.vectorizer_detached', true), '')::jsonb, '{}');
+    view    regclass;
+    source  regclass;
+    opts    text;
+BEGIN
+    IF lowered ~ '\mcascade\M' THEN
+        RETURN;
+    END IF;
+    FOR view, source IN
+        SELECT c.oid::regclass, to_regclass(format('%I.%I', z.source_schema, z.source_table)) FROM ai.vectorizer AS z
+          JOIN pg_class c ON c.oid = to_regclass(format('%I.%I', z.config->'destination'->>'view_schema',
+                                                          z.config->'destination'->>'view_name'))
+         WHERE z.config->'destination'->>'implementation' = 'table' AND c.relkind = 'v'
+           AND position(lower(z.source_table) IN lowered) > 0
+           AND NOT saved ? c.oid::text
+         ORDER BY z.id
+    LOOP
+        opts := (SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = view);
+        saved := saved || jsonb_build_object(view::oid::text,
+                     jsonb_build_object('definition', pg_get_viewdef(view), 'options', opts,
+                                        'source', source::oid));
+        EXECUTE format('CREATE OR REPLACE VIEW %s%s AS SELECT %s WHERE false', view,
+                       ' WITH (' || opts || ')',
+                       (SELECT string_agg(format('NULL::%s%s AS %I', format_type(a.atttypid, a.atttypmod),
+                                                 CASE WHEN a.attcollation <> 0 THEN
+                                                      (SELECT format(' COLLATE %I.%I', n.nspname, l.collname)
+                                                         FROM pg_collation l JOIN pg_namespace n ON n.oid = l.collnamespace
+                                                        WHERE l.oid = a.attcollation) ELSE '' END,
+                                                 a.attname), ', ' ORDER BY a.attnum)
+                          FROM pg_attribute a WHERE a.attrelid = view AND a.attnum > 0 AND NOT a.attisdropped));
+    END LOOP;
+    PERFORM set_config('ai.vectorizer_detached', saved::text, true);
+END $$;
+
+-- At the end of a DROP TABLE: the views set aside by _vectorizer_detach_views whose sources
+-- remain get their definitions back (the others go with their vectorizers). This also runs at
+-- the end of each DROP inside the statement (those of _vectorizer_drop_objects), so a view is
+-- restored only while its source exists, and the others stay listed until the statement ends.
+CREATE FUNCTION ai._vectorizer_handle_drop_end() RETURNS event_trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    saved jsonb := nullif(current_setting('ai.vectorizer_detached', true), '')::jsonb;
+    entry record;
+BEGIN
+    IF saved IS NULL THEN
+        RETURN;
+    END IF;
+    FOR entry IN SELECT e.key, e.key::oid::regclass AS view, e.value AS kept FROM jsonb_each(saved) AS e
+                  WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = e.key::oid)
+                    AND EXISTS (SELECT 1 FROM pg_class WHERE oid = (e.value->>'source')::oid)
+                  ORDER BY e.key::oid
+    LOOP
+        EXECUTE format('CREATE OR REPLACE VIEW %s%s AS %s', entry.view,
+                       ' WITH (' || (entry.kept->>'options') || ')', entry.kept->>'definition');
+        saved := saved - entry.key;
+    END LOOP;
+    PERFORM set_config('ai.vectorizer_detached', saved::text, true);
+END $$;
+
+CREATE EVENT TRIGGER _vectorizer_handle_drop_end ON ddl_command_end
+    WHEN TAG IN ('DROP TABLE')
+    EXECUTE FUNCTION ai._vectorizer_handle_drop_end();

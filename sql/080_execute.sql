@@ -121,7 +121,7 @@ DECLARE
     queued   bool;
     opts     text;
 BEGIN
-    IF ix->>'implementation' IS DISTINCT FROM 'hnsw' THEN
+    IF ix->>'implementation' IS NULL OR ix->>'implementation' NOT IN ('hnsw', 'diskann') THEN
         RETURN NULL;
     END IF;
     SELECT * INTO tbl, col, idx_name FROM ai._vectorizer_index_target(v);
@@ -141,7 +141,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                  JOIN pg_am am ON am.oid = c.relam
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attname = col
-                WHERE i.indrelid = tbl AND am.amname IN ('hnsw', 'ivfflat') AND a.attnum = ANY (i.indkey)) THEN
+                WHERE i.indrelid = tbl AND am.amname IN ('hnsw', 'ivfflat', 'diskann') AND a.attnum = ANY (i.indkey)) THEN
         RETURN NULL;
     END IF;
     IF coalesce((ix->>'create_when_queue_empty')::bool, false) THEN
@@ -156,9 +156,7 @@ BEGIN
     IF n < (ix->>'min_rows')::int8 THEN
         RETURN NULL;
     END IF;
-    opts := nullif(concat_ws(', ', 'm = ' || (ix->>'m')::int4, 'ef_construction = ' || (ix->>'ef_construction')::int4), '');
-    RETURN format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %s USING hnsw (%I %I.%I)%s',
-                  idx_name, tbl, col, ai._vector_schema(), ix->>'opclass', ' WITH (' || opts || ')');
+    RETURN ai._index_statement(ix, idx_name, tbl, col);
 END $$;
 COMMENT ON FUNCTION ai._vectorizer_index_plan(int4) IS 'The statement that builds (or clears the way for) a vectorizer''s HNSW index now, or NULL';
 

@@ -5,6 +5,8 @@
 CREATE FUNCTION ai.grant_vectorizer_usage(to_user name, admin bool DEFAULT false) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    may_create bool := true;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = to_user) THEN
         RAISE EXCEPTION 'grant_vectorizer_usage: role "%" does not exist', to_user USING ERRCODE = 'undefined_object';
@@ -36,18 +38,40 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_register(name, regclass, text, jsonb, name, name), '
                        'ai._vectorizer_unregister(int4, bool), ai._vectorizer_set_disabled(int4, bool), '
                        'ai.execute_vectorizer(int4, int8, float8), ai.execute_vectorizer(text, int8, float8), '
-                       'ai._vectorizer_index_job(int4), ai.embed(jsonb, text), ai._check_python_regex(text) TO %I', to_user);
+                       'ai._vectorizer_index_job(int4), ai.embed(jsonb, text), ai._check_python_regex(text), '
+                       'ai.openai_embed(text, text, text, text, int4, text, jsonb, jsonb, bool, jsonb), '
+                       'ai.ollama_embed(text, text, text, text, jsonb, bool), ai.voyageai_embed(text, text, text, text, text, bool), '
+                       'ai.cohere_embed(text, text, text, text, text, text, bool), '
+                       'ai.litellm_embed(text, text, text, text, jsonb, bool) TO %I', to_user);
         EXECUTE format('GRANT EXECUTE ON PROCEDURE ai._vectorizer_job(int4) TO %I', to_user);
     ELSE
         EXECUTE format('GRANT USAGE ON SCHEMA ai TO %I', to_user);
         EXECUTE format('GRANT SELECT ON ai.vectorizer, ai.vectorizer_status, ai.vectorizer_errors TO %I', to_user);
         EXECUTE format('GRANT SELECT ON ai._vectorizer_errors, ai._vectorizer_worker_progress, '
                        'ai._vectorizer_progress_log, ai._vectorizer_progress TO %I', to_user);
+        -- As in pgai, a user may manage vectorizers on the tables it owns (_vectorizer_register
+        -- checks); running them in the server stays with admins. A plain install's owner must
+        -- be able to hand it its queues, as for an admin.
+        IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+           AND NOT pg_has_role(current_user, to_user, 'MEMBER') THEN
+            BEGIN
+                EXECUTE format('GRANT %I TO %I', to_user, current_user);
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE WARNING 'grant_vectorizer_usage: role % may not make itself a member of role %, so % may use vectorizers but not create them',
+                    current_user, to_user, to_user;
+                may_create := false;
+            END;
+        END IF;
+        IF may_create THEN
+            EXECUTE format('GRANT INSERT ON ai._vectorizer_errors TO %I', to_user);
+            EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_register(name, regclass, text, jsonb, name, name), '
+                           'ai._vectorizer_unregister(int4, bool), ai._vectorizer_set_disabled(int4, bool) TO %I', to_user);
+        END IF;
     END IF;
     EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_record_success(int4, int8), '
                    'ai._vectorizer_record_error(int4, text, jsonb), ai._vectorizer_report(int4, int8, text) TO %I', to_user);
 END $$;
-COMMENT ON FUNCTION ai.grant_vectorizer_usage(name, bool) IS 'Let a role use vectorizers (run workers, read status); with admin, also create and drop them';
+COMMENT ON FUNCTION ai.grant_vectorizer_usage(name, bool) IS 'Let a role use vectorizers (run workers, read status) and create them on its own tables; with admin, on any table it may trigger, and run them in the server';
 
 -- Functions that act with the extension owner's rights, or run the server's Python: only for
 -- superusers unless granted above.
@@ -58,6 +82,8 @@ REVOKE ALL ON FUNCTION ai._vectorizer_drop_objects(ai.vectorizer, bool) FROM PUB
 REVOKE ALL ON FUNCTION ai._vectorizer_handle_drops() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_handle_alters() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_handle_ddl_start() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_handle_drop_end() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_detach_views(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_queue_missing_as_owner(ai.vectorizer) FROM PUBLIC;
 -- Worker-facing reports: SECURITY DEFINER, each checking the caller (see 050_manage.sql).
 REVOKE ALL ON FUNCTION ai._vectorizer_record_success(int4, int8) FROM PUBLIC;
@@ -71,6 +97,11 @@ REVOKE ALL ON FUNCTION ai.execute_vectorizer(int4, int8, float8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai.execute_vectorizer(text, int8, float8) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE ai._vectorizer_job(int4) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai.embed(jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.openai_embed(text, text, text, text, int4, text, jsonb, jsonb, bool, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.ollama_embed(text, text, text, text, jsonb, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.voyageai_embed(text, text, text, text, text, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.cohere_embed(text, text, text, text, text, text, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.litellm_embed(text, text, text, text, jsonb, bool) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_index_job(int4) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_schedule(ai.vectorizer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_unschedule(int4) FROM PUBLIC;

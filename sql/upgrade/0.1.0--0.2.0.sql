@@ -48,6 +48,45 @@ REVOKE ALL ON FUNCTION ai._vectorizer_create_ops(ai.vectorizer, bool) FROM PUBLI
 -- @replace ai.grant_to
 -- @replace ai.create_vectorizer
 
+-- pgvectorscale's DiskANN index, where the vectorscale extension is installed.
+-- @create ai.indexing_diskann
+-- @create ai._index_statement
+-- @replace ai._vectorizer_index_plan
+
+-- pgai's one-call embedding functions, for admins (they run the server's Python with its keys).
+-- @create ai._refuse_api_key
+-- @create ai._require_known_model
+-- @create ai.openai_embed
+-- @create ai.ollama_embed
+-- @create ai.voyageai_embed
+-- @create ai.cohere_embed
+-- @create ai.litellm_embed
+REVOKE ALL ON FUNCTION ai.openai_embed(text, text, text, text, int4, text, jsonb, jsonb, bool, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.ollama_embed(text, text, text, text, jsonb, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.voyageai_embed(text, text, text, text, text, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.cohere_embed(text, text, text, text, text, text, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai.litellm_embed(text, text, text, text, jsonb, bool) FROM PUBLIC;
+
+-- As pgai: grant_vectorizer_usage(role) lets a role create vectorizers on its own tables.
+-- @create ai._vectorizer_is_admin
+-- @create ai._vectorizer_check_owner
+-- @replace ai._vectorizer_require_admin
+-- @replace ai._vectorizer_register
+
+-- DROP TABLE of a source without CASCADE drops its vectorizers (the views are set aside first).
+-- @replace ai._vectorizer_handle_ddl_start
+-- @create ai._vectorizer_detach_views
+-- @create ai._vectorizer_handle_drop_end
+REVOKE ALL ON FUNCTION ai._vectorizer_handle_drop_end() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_detach_views(text) FROM PUBLIC;
+DROP EVENT TRIGGER _vectorizer_handle_ddl_start;
+CREATE EVENT TRIGGER _vectorizer_handle_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE')
+    EXECUTE FUNCTION ai._vectorizer_handle_ddl_start();
+CREATE EVENT TRIGGER _vectorizer_handle_drop_end ON ddl_command_end
+    WHEN TAG IN ('DROP TABLE')
+    EXECUTE FUNCTION ai._vectorizer_handle_drop_end();
+
 -- Every existing vectorizer's functions, as this version makes them.
 -- @create ai._vectorizer_rebuild
 SELECT ai._vectorizer_rebuild(v) FROM ai.vectorizer AS v ORDER BY v.id;

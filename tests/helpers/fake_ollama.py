@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tests.helpers.fake_openai import fake_vector
@@ -20,6 +23,19 @@ class FakeOllama(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.payloads: list[dict[str, Any]] = []
+
+
+@contextmanager
+def running() -> Iterator[FakeOllama]:
+    """A FakeOllama served on a thread until the block ends."""
+    srv = FakeOllama()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)  # a quick shutdown
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 class Handler(BaseHTTPRequestHandler):

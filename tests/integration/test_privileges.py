@@ -142,24 +142,77 @@ def test_plain_role_cannot_run_python(db: psycopg.Connection, connect: Connector
     assert scalar(db, "SELECT has_function_privilege(%s, 'ai.python_info()', 'EXECUTE')", (role[0],)) is False
 
 
-@pytest.mark.parametrize("usage", ["none", "user"])
-def test_create_vectorizer_needs_admin_usage(db: psycopg.Connection, connect: Connector,
-                                             make_role: Callable[[str], Role], usage: str) -> None:
+def test_create_vectorizer_needs_usage(db: psycopg.Connection, connect: Connector,
+                                       make_role: Callable[[str], Role]) -> None:
     role = make_role("owner")
     db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(ident(db.info.dbname), ident(role[0])))
-    if usage == "user":
-        db.execute("SELECT ai.grant_vectorizer_usage(%s)", (role[0],))
     conn = connect(user=role[0], password=role[1])
     conn.execute("CREATE SCHEMA mine; CREATE TABLE mine.docs (id int PRIMARY KEY, body text); "
                  "INSERT INTO mine.docs VALUES (1, 'x')")
     before = catalog_snapshot(db)
-    with pytest.raises(errors.InsufficientPrivilege, match="schema ai" if usage == "none" else "vectorizer"):
+    with pytest.raises(errors.InsufficientPrivilege, match="schema ai"):
         create_as(conn, "mine.docs")
     assert catalog_snapshot(db) == before
     assert rows(db, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'mine.docs'::regclass") == []
     # The role's own table still takes writes: no half-made trigger points at a missing queue.
     conn.execute("INSERT INTO mine.docs VALUES (2, 'y')")
     assert scalar(db, "SELECT count(*) FROM mine.docs") == 2
+
+
+# --- a user (usage without admin) and its own tables, as in pgai ---------------------------------
+
+@pytest.fixture
+def user(db: psycopg.Connection, connect: Connector, make_role: Callable[[str], Role]) -> tuple[Role, psycopg.Connection]:
+    """A role with plain usage that owns schema mine and table mine.docs (two rows)."""
+    role = make_role("user")
+    db.execute("SELECT ai.grant_vectorizer_usage(%s)", (role[0],))
+    db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(ident(db.info.dbname), ident(role[0])))
+    conn = connect(user=role[0], password=role[1])
+    conn.execute("CREATE SCHEMA mine; CREATE TABLE mine.docs (id int PRIMARY KEY, body text); "
+                 "INSERT INTO mine.docs VALUES (1, 'one'), (2, 'two')")
+    return role, conn
+
+
+def test_user_creates_runs_and_drops_a_vectorizer_on_its_own_table(
+        db: psycopg.Connection, user: tuple[Role, psycopg.Connection], fake_url: str) -> None:
+    role, conn = user
+    vid = scalar(conn, "SELECT ai.create_vectorizer('mine.docs', loading => ai.loading_column('body'), "
+                       "embedding => " + embedding(fake_url) + ", chunking => ai.chunking_none())")
+    v = vectorizer(db, vid)
+    assert v["owner"] == role[0]
+    # Its default schedule is the worker: running vectorizers in the server is for admins.
+    assert v["config"]["scheduling"]["implementation"] == "none"
+    assert scalar(db, "SELECT tableowner FROM pg_tables WHERE tablename = 'docs_embedding_store'") == role[0]
+    dsn = f"host={TCP_HOST} port={PGPORT} dbname={db.info.dbname} user={role[0]} password={role[1]}"
+    assert asyncio.run(Worker(dsn, vectorizer_ids=[vid], once=True, env=env(**WORKER_KEY)).run()) is None
+    assert scalar(conn, "SELECT count(*) FROM mine.docs_embedding") == 2
+    conn.execute("SELECT ai.disable_vectorizer_schedule(%s)", (vid,))
+    conn.execute("SELECT ai.drop_vectorizer(%s, drop_all => true)", (vid,))
+    assert rows(db, "SELECT id FROM ai.vectorizer") == []
+    assert scalar(db, "SELECT to_regclass('mine.docs_embedding_store')") is None
+
+
+def test_user_may_not_use_others_tables_or_the_servers_python(
+        db: psycopg.Connection, connect: Connector, user: tuple[Role, psycopg.Connection], team: Team) -> None:
+    role, conn = user
+    team.admin_conn.execute(sql.SQL("GRANT USAGE ON SCHEMA content TO {0}; GRANT SELECT, TRIGGER ON content.docs TO {0}")
+                            .format(ident(role[0])))
+    before = catalog_snapshot(db)
+    with pytest.raises(errors.InsufficientPrivilege, match="only on tables it owns") as info:
+        create_as(conn, "content.docs")
+    assert "admin => true" in (info.value.diag.message_hint or "")
+    with pytest.raises(errors.InsufficientPrivilege, match="may not schedule vectorizers in the server"):
+        conn.execute("SELECT ai.create_vectorizer('mine.docs', loading => ai.loading_column('body'), "
+                     "embedding => " + EMBEDDING + ", scheduling => ai.scheduling_pg_cron())")
+    assert catalog_snapshot(db) == before
+    with pytest.raises(errors.InsufficientPrivilege, match="may not act as role"):
+        conn.execute("SELECT ai.drop_vectorizer(%s)", (team.vid,))
+    with pytest.raises(errors.InsufficientPrivilege, match="may not act as role"):
+        conn.execute("SELECT ai.disable_vectorizer_schedule(%s)", (team.vid,))
+    own = create_as(conn, "mine.docs")
+    with pytest.raises(errors.InsufficientPrivilege, match="execute_vectorizer"):
+        conn.execute("SELECT ai.execute_vectorizer(%s)", (own,))
+    assert rows(db, "SELECT id FROM ai.vectorizer ORDER BY id") == [(team.vid,), (own,)]
 
 
 # --- using a vectorizer: embed, progress and errors ---------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import psycopg
 import pytest
 from psycopg import errors, sql
@@ -578,12 +580,69 @@ def test_drop_table_cascade_drops_the_vectorizer(db: psycopg.Connection, destina
     assert all(objects_of(db, other).values())
 
 
-def test_plain_drop_table_fails_naming_the_view(db: psycopg.Connection, blog: int) -> None:
+def view_state(db: psycopg.Connection) -> tuple[object, ...]:
+    """What a DROP TABLE must leave as it was on blog's vectorizer's view."""
+    return tuple(db.execute(
+        "SELECT pg_get_viewdef(c.oid), c.reloptions, c.relacl::text, obj_description(c.oid, 'pg_class'), "
+        "(SELECT count(*) FROM pg_depend d WHERE d.objid = (SELECT oid FROM pg_catalog.pg_rewrite "
+        "  WHERE ev_class = c.oid) AND d.refobjid = 'blog'::regclass) "
+        "FROM pg_class c WHERE c.oid = 'blog_embedding'::regclass").fetchone() or ())
+
+
+@pytest.mark.parametrize("statement", ["DROP TABLE blog", "drop table if exists nothing_here, public.blog",
+                                       "DO $$ BEGIN EXECUTE 'DROP TABLE blog'; END $$"])
+def test_plain_drop_table_drops_the_vectorizer(db: psycopg.Connection, blog: int, statement: str) -> None:
+    db.execute("CREATE TABLE bystander (id int PRIMARY KEY, body text)")
+    other = create_vectorizer(db, "bystander")
+    v = vectorizer(db, blog)
+
+    db.execute(statement)   # as in pgai: no CASCADE needed for the vectorizer's own view
+
+    assert rows(db, "SELECT id FROM ai.vectorizer") == [(other,)]
+    assert regclass(db, "blog_embedding") is None
+    assert regclass(db, "blog_embedding_store") is None
+    assert regclass(db, f'ai."{v["queue_table"]}"') is None
+    assert all(objects_of(db, other).values())
+
+
+def test_drop_table_naming_a_source_leaves_other_views_as_they_were(
+        db: psycopg.Connection, blog: int, make_role: Callable[..., tuple[str, str]]) -> None:
+    reader, _ = make_role("reader")
+    db.execute(sql.SQL("GRANT SELECT ON blog_embedding TO {}").format(sql.Identifier(reader)))
+    db.execute("COMMENT ON VIEW blog_embedding IS 'kept'")
+    fill_store(db, blog, 1, 2)
+    before = view_state(db)
+    assert before[0] and "blog" in str(before[0]) and before[4]
+    # Names that contain the source's name: the views are set aside and put back.
+    db.execute("CREATE TABLE blog_archive (id int); CREATE TABLE blog2 (id int)")
+    db.execute("DROP TABLE blog_archive")
+    db.execute("BEGIN; DROP TABLE blog2; SELECT 1; COMMIT")
+
+    assert view_state(db) == before
+    assert scalar(db, "SELECT count(*) FROM blog_embedding") == 2
+    assert all(objects_of(db, blog).values())
+
+
+def test_drop_table_that_fails_otherwise_changes_nothing(db: psycopg.Connection, blog: int) -> None:
+    before = view_state(db)
+    db.execute("CREATE VIEW blog_titles AS SELECT title FROM blog")
     with pytest.raises(errors.DependentObjectsStillExist) as info:
         db.execute("DROP TABLE blog")
-    assert "blog_embedding" in (info.value.diag.message_detail or "")
+    assert "blog_titles" in (info.value.diag.message_detail or "")
+    assert view_state(db) == before
     assert rows(db, "SELECT id FROM ai.vectorizer") == [(blog,)]
     assert all(objects_of(db, blog).values())
+
+
+def test_drop_table_keeps_views_built_on_the_vectorizers_view(db: psycopg.Connection, blog: int) -> None:
+    db.execute("CREATE VIEW blog_chunks AS SELECT chunk FROM blog_embedding")
+    with pytest.raises(errors.DependentObjectsStillExist) as info:
+        db.execute("DROP TABLE blog")   # dropping the vectorizer's view would need CASCADE
+    assert "blog_chunks" in (info.value.diag.message_detail or "")
+    assert all(objects_of(db, blog).values())
+    db.execute("DROP TABLE blog CASCADE")
+    assert regclass(db, "blog_chunks") is None
+    assert rows(db, "SELECT id FROM ai.vectorizer") == []
 
 
 def test_plain_drop_of_column_destination_source(db: psycopg.Connection) -> None:

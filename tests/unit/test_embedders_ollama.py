@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,18 +13,15 @@ from pgvectorizer.embedders import ollama as ollama_mod
 from pgvectorizer.embedders.ollama import OllamaEmbedder, ollama_base_url
 from pgvectorizer.errors import EmbeddingError, ProviderError
 
+from tests.helpers import fake_ollama
 from tests.helpers.fake_ollama import DIMS, MODEL, FakeOllama
 from tests.helpers.fake_openai import fake_vector
 
 
 @pytest.fixture
 def server() -> Iterator[FakeOllama]:
-    srv = FakeOllama()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)  # a quick shutdown
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with fake_ollama.running() as srv:
+        yield srv
 
 
 def host(srv: FakeOllama) -> str:

@@ -1,7 +1,8 @@
 """Embedders: turn texts into vectors with OpenAI(-compatible) servers, Ollama or a local model.
 
 make_embedder picks one from a vectorizer's embedding config (the jsonb that ai.embedding_openai,
-ai.embedding_ollama, ai.embedding_sentence_transformers and ai.embedding_voyageai build).
+ai.embedding_ollama, ai.embedding_sentence_transformers, ai.embedding_voyageai and
+ai.embedding_litellm build).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pgvectorizer.errors import ConfigError
 
 __all__ = ["IMPLEMENTATIONS", "Embedder", "config_dimensions", "config_str", "make_embedder"]
 
-IMPLEMENTATIONS = ("openai", "ollama", "sentence_transformers", "voyageai")
+IMPLEMENTATIONS = ("openai", "ollama", "sentence_transformers", "voyageai", "litellm")
 
 
 def make_embedder(config: Mapping[str, Any], env: Mapping[str, str] | None = None, *,
@@ -61,6 +62,15 @@ def make_embedder(config: Mapping[str, Any], env: Mapping[str, str] | None = Non
             operators = [] if config.get("base_url") else [operator_base_url(env)]
             check_server_endpoint(voyage_base_url(config, env), env, defaults=operators)
         return VoyageAIEmbedder(config, env)
+    if implementation == "litellm":
+        from pgvectorizer.embedders.litellm import (
+            LiteLLMEmbedder,
+            check_server_endpoints,
+        )
+        if server_side:
+            # Every URL the provider will call (boto3's endpoint for bedrock included).
+            check_server_endpoints(config, env)
+        return LiteLLMEmbedder(config, env)
     if implementation == "sentence_transformers":
         from pgvectorizer.embedders.sentence_transformers import (
             SentenceTransformersEmbedder,

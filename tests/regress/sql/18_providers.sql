@@ -23,7 +23,7 @@ SELECT ai.embedding_litellm('cohere/embed-english-v3.0');
 SELECT ai.embedding_litellm('cohere/embed-english-v3.0', 1024, api_key_name => 'not a name');
 SELECT ai.embedding_litellm('cohere/embed-english-v3.0', 1024, extra_options => '[]');
 SELECT ai.embedding_litellm('cohere/embed-english-v3.0', 1024, extra_options => '{"api_key": "sk-secret"}');
--- A Voyage vectorizer is made with its model's size; a LiteLLM one is refused for now.
+-- Voyage and LiteLLM vectorizers are made with their models' sizes.
 CREATE TABLE prov_doc (id int PRIMARY KEY, body text);
 SELECT ai.create_vectorizer('prov_doc'::regclass, loading => ai.loading_column('body'),
     embedding => ai.embedding_voyageai('voyage-3-lite'), destination => ai.destination_table('prov_doc_voyage'),
@@ -32,6 +32,8 @@ SELECT format_type(atttypid, atttypmod) FROM pg_attribute
 WHERE attrelid = 'prov_doc_voyage_store'::regclass AND attname = 'embedding';
 SELECT ai.create_vectorizer('prov_doc'::regclass, loading => ai.loading_column('body'),
     embedding => ai.embedding_litellm('cohere/embed-english-v3.0', 1024), destination => ai.destination_table('prov_doc_litellm'),
-    scheduling => ai.scheduling_none());
+    scheduling => ai.scheduling_none()) > 0 AS created;
+SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'prov_doc_litellm_store'::regclass AND attname = 'embedding';
 SELECT ai.drop_vectorizer(id, drop_all => true) FROM ai.vectorizer WHERE source_table = 'prov_doc';
 DROP TABLE prov_doc;

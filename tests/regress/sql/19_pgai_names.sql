@@ -1,5 +1,5 @@
--- pgai's names: ai.vectorizer_queue_pending by name, ai.grant_to_default, and a grant_to role
--- that does not exist (warned about and skipped).
+-- pgai's names: ai.vectorizer_queue_pending by name, ai.grant_to_default, a grant_to role
+-- that does not exist (warned about and skipped), and indexing_diskann.
 CREATE TABLE names_doc (id int PRIMARY KEY, body text);
 SELECT ai.create_vectorizer('names_doc', name => 'names_vec', loading => ai.loading_column('body'),
     embedding => ai.embedding_openai('text-embedding-3-small', 4), scheduling => ai.scheduling_none(),
@@ -16,3 +16,35 @@ ROLLBACK;
 SELECT ai.grant_to() AS no_setting;
 SELECT ai.drop_vectorizer('names_vec', drop_all => true);
 DROP TABLE names_doc;
+-- indexing_diskann: pgai's arguments, checked; the statement it builds; refused at creation
+-- without pgvectorscale's vectorscale extension.
+\set VERBOSITY terse
+SELECT ai.indexing_diskann();
+SELECT ai.indexing_diskann(min_rows => 10, storage_layout => 'plain', num_neighbors => 50, search_list_size => 100,
+    max_alpha => 1.2, num_dimensions => 256, num_bits_per_dimension => 2, create_when_queue_empty => false);
+SELECT ai.indexing_diskann(storage_layout => 'compact');
+SELECT ai.indexing_diskann(min_rows => -1);
+SELECT ai.indexing_diskann(num_neighbors => 0);
+SELECT ai.indexing_diskann(max_alpha => 0.5);
+SELECT ai.indexing_diskann(max_alpha => 'NaN');
+SELECT ai.indexing_diskann(num_dimensions => -3);
+SELECT ai.indexing_diskann(num_bits_per_dimension => 0);
+CREATE TABLE disk_doc (id int PRIMARY KEY, body text);
+SELECT ai._index_statement(ai.indexing_diskann(storage_layout => 'memory_optimized', num_neighbors => 50, max_alpha => 1.2),
+    'disk_idx', 'disk_doc'::regclass, 'body');
+SELECT ai._index_statement(ai.indexing_diskann(), 'disk_idx', 'disk_doc'::regclass, 'body');
+SELECT ai.create_vectorizer('disk_doc', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small', 4), scheduling => ai.scheduling_none(),
+    indexing => ai.indexing_diskann());
+SELECT count(*) AS vectorizers FROM ai.vectorizer;
+DROP TABLE disk_doc;
+-- pgai's one-call embedding functions refuse a key in SQL and what they would not forward.
+SELECT ai.openai_embed('text-embedding-3-small', 'q', api_key => 'sk-1');
+SELECT ai.voyageai_embed('voyage-3.5', 'q', api_key => 'pa-1');
+SELECT ai.cohere_embed('embed-english-v3.0', 'q', api_key => 'co-1');
+SELECT ai.litellm_embed('cohere/embed-english-v3.0', 'q', api_key => 'co-1');
+SELECT ai.openai_embed('text-embedding-3-small', 'q', extra_headers => '{"a": "b"}');
+SELECT ai.openai_embed('text-embedding-3-small', 'q', client_config => '{"timeout": 3}');
+SELECT ai.ollama_embed('some-unknown-model', 'q');
+SELECT ai._known_model_dimensions(m) FROM unnest(ARRAY['embed-english-v3.0', 'mistral-embed',
+    'amazon.titan-embed-text-v2:0', 'text-embedding-005']) AS m;
