@@ -145,6 +145,64 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION ai.scheduling_pg_cron(text, int4) IS 'Run the vectorizer inside the database on a pg_cron schedule, each run at most max_seconds';
 
+-- pgai's TimescaleDB job schedule. There is no TimescaleDB job here: create_vectorizer runs the
+-- vectorizer on the pg_cron schedule that comes nearest (_cron_schedule), or leaves it to the
+-- worker where pg_cron cannot run it, and says which.
+CREATE FUNCTION ai.scheduling_timescaledb
+( schedule_interval interval DEFAULT interval '5m'
+, initial_start timestamptz DEFAULT NULL
+, fixed_schedule bool DEFAULT NULL
+, timezone text DEFAULT NULL
+) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF schedule_interval IS NULL OR schedule_interval <= interval '0' THEN
+        RAISE EXCEPTION 'scheduling_timescaledb: schedule_interval must be positive, got %', quote_nullable(schedule_interval)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF timezone IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = timezone) THEN
+        RAISE EXCEPTION 'scheduling_timescaledb: unknown time zone %', quote_literal(timezone)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('implementation', 'timescaledb', 'config_type', 'scheduling',
+        'schedule_interval', schedule_interval::text, 'initial_start', initial_start,
+        'fixed_schedule', fixed_schedule, 'timezone', timezone));
+END $$;
+COMMENT ON FUNCTION ai.scheduling_timescaledb(interval, timestamptz, bool, text) IS 'pgai''s TimescaleDB schedule: run on the nearest pg_cron schedule where pg_cron is installed, else by the worker';
+
+-- The cron schedule that runs every `every`, in pg_cron's time zone (cron.timezone): seconds
+-- (pg_cron 1.5's "N seconds"; every minute, its shortest, before that), minutes that divide an hour, hours that divide a day, a day or a
+-- week, at the minute, hour and weekday of `start` when one is given. NULL when cron cannot
+-- say it (every 7 minutes, say).
+CREATE FUNCTION ai._cron_schedule(every interval, start timestamptz) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    secs  float8 := extract(epoch FROM every);
+    local timestamp := start AT TIME ZONE coalesce(current_setting('cron.timezone', true), 'GMT');
+    m     int := coalesce(extract(minute FROM local)::int, 0);
+    h     int := coalesce(extract(hour FROM local)::int, 0);
+BEGIN
+    IF secs <> trunc(secs) OR secs < 1 THEN
+        RETURN NULL;
+    ELSIF secs < 60 THEN
+        RETURN CASE WHEN (SELECT (regexp_match(extversion, '^(\d+)\.(\d+)'))::int[] >= ARRAY[1, 5]
+                            FROM pg_extension WHERE extname = 'pg_cron') IS NOT FALSE
+                    THEN format('%s seconds', secs::int) ELSE '* * * * *' END;
+    ELSIF secs::int8 % 60 = 0 AND secs < 3600 AND 60 % (secs::int / 60) = 0 THEN
+        RETURN CASE WHEN secs = 60 THEN '* * * * *'
+                    ELSE format('%s-59/%s * * * *', m % (secs::int / 60), secs::int / 60) END;
+    ELSIF secs::int8 % 3600 = 0 AND secs < 86400 AND 24 % (secs::int / 3600) = 0 THEN
+        RETURN CASE WHEN secs = 3600 THEN format('%s * * * *', m)
+                    ELSE format('%s %s-23/%s * * *', m, h % (secs::int / 3600), secs::int / 3600) END;
+    ELSIF secs = 86400 THEN
+        RETURN format('%s %s * * *', m, h);
+    ELSIF secs = 604800 THEN
+        RETURN format('%s %s * * %s', m, h, coalesce(extract(dow FROM local)::int, 0));
+    END IF;
+    RETURN NULL;
+END $$;
+
 CREATE FUNCTION ai.processing_default(batch_size int4 DEFAULT NULL, concurrency int4 DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp AS $$

@@ -119,6 +119,26 @@ BEGIN
         scheduling := CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
                                 AND ai.install_mode() = 'extension' AND ai._vectorizer_is_admin(current_user)
                            THEN ai.scheduling_pg_cron() ELSE ai.scheduling_none() END;
+    ELSIF scheduling->>'implementation' = 'timescaledb' THEN
+        -- pgai's TimescaleDB job: the same rules, on the nearest cron schedule.
+        DECLARE
+            cron text := ai._cron_schedule((scheduling->>'schedule_interval')::interval,
+                                           (scheduling->>'initial_start')::timestamptz);
+        BEGIN
+            IF cron IS NULL THEN
+                RAISE EXCEPTION 'create_vectorizer: scheduling_timescaledb every % has no cron schedule', scheduling->>'schedule_interval'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Use seconds under a minute, minutes that divide an hour, hours that divide a day, a day or a week; or pass ai.scheduling_pg_cron(''...'').';
+            END IF;
+            IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
+               AND ai.install_mode() = 'extension' AND ai._vectorizer_is_admin(current_user) THEN
+                RAISE NOTICE 'create_vectorizer: scheduling_timescaledb runs as pg_cron schedule ''%'' (cron.timezone)', cron;
+                scheduling := ai.scheduling_pg_cron(cron, least(240, greatest(1, extract(epoch FROM (scheduling->>'schedule_interval')::interval)::int4 - 10)));
+            ELSE
+                RAISE NOTICE 'create_vectorizer: scheduling_timescaledb has no job here; run pgvectorizer worker to process this vectorizer';
+                scheduling := ai.scheduling_none();
+            END IF;
+        END;
     END IF;
 
     IF loading->>'implementation' IS NULL OR loading->>'implementation' NOT IN ('column', 'uri') THEN

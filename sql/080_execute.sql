@@ -15,11 +15,11 @@ $$;
 COMMENT ON FUNCTION ai.execute_vectorizer(int4, int8, float8)
     IS 'Process a vectorizer''s queue in this transaction until it is empty or a bound (rows, seconds) is reached; returns what it did';
 
-CREATE FUNCTION ai.execute_vectorizer(name text, max_rows int8 DEFAULT NULL, max_seconds float8 DEFAULT 60)
+CREATE FUNCTION ai.execute_vectorizer(vectorizer_name text, max_rows int8 DEFAULT NULL, max_seconds float8 DEFAULT 60)
 RETURNS jsonb
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT ai.execute_vectorizer(ai._vectorizer_by_name(name), max_rows, max_seconds);
+    SELECT ai.execute_vectorizer(ai._vectorizer_by_name(vectorizer_name), max_rows, max_seconds);
 END;
 COMMENT ON FUNCTION ai.execute_vectorizer(text, int8, float8) IS 'ai.execute_vectorizer by vectorizer name';
 

@@ -67,6 +67,30 @@ REVOKE ALL ON FUNCTION ai.voyageai_embed(text, text, text, text, text, bool) FRO
 REVOKE ALL ON FUNCTION ai.cohere_embed(text, text, text, text, text, text, bool) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai.litellm_embed(text, text, text, text, jsonb, bool) FROM PUBLIC;
 
+-- pgai's scheduling_timescaledb, run on the nearest pg_cron schedule.
+-- @create ai.scheduling_timescaledb
+-- @create ai._cron_schedule
+
+-- pgai's argument name, vectorizer_name, for execute_vectorizer by name: a new function, so
+-- the roles that could run the old one are granted the new one.
+SELECT set_config('ai.upgrade_execute_grantees', coalesce(jsonb_agg(jsonb_build_object(
+           'grantee', a.grantee::regrole::text, 'grantable', a.is_grantable))::text, '[]'), true)
+  FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
+ WHERE p.oid = 'ai.execute_vectorizer(text, int8, float8)'::regprocedure
+   AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner;
+DROP FUNCTION ai.execute_vectorizer(text, int8, float8);
+-- @replace ai.execute_vectorizer
+REVOKE ALL ON FUNCTION ai.execute_vectorizer(text, int8, float8) FROM PUBLIC;
+DO $regrant$
+DECLARE
+    g jsonb;
+BEGIN
+    FOR g IN SELECT jsonb_array_elements(current_setting('ai.upgrade_execute_grantees')::jsonb) LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION ai.execute_vectorizer(text, int8, float8) TO %s%s',
+                       g->>'grantee', CASE WHEN (g->>'grantable')::bool THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END $regrant$;
+
 -- As pgai: grant_vectorizer_usage(role) lets a role create vectorizers on its own tables.
 -- @create ai._vectorizer_is_admin
 -- @create ai._vectorizer_check_owner
@@ -86,6 +110,18 @@ CREATE EVENT TRIGGER _vectorizer_handle_ddl_start ON ddl_command_start
 CREATE EVENT TRIGGER _vectorizer_handle_drop_end ON ddl_command_end
     WHEN TAG IN ('DROP TABLE')
     EXECUTE FUNCTION ai._vectorizer_handle_drop_end();
+
+-- The roles given usage under 0.1.0 (direct SELECT on ai.vectorizer; grant_to roles have none)
+-- get what this version's grant_vectorizer_usage gives: users may now create vectorizers on
+-- their own tables, admins run the new embedding functions. Admins had _vectorizer_register.
+SELECT ai.grant_vectorizer_usage(u.grantee::regrole::text::name,
+           EXISTS (SELECT 1 FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
+                    WHERE p.oid = 'ai._vectorizer_register(name, regclass, text, jsonb, name, name)'::regprocedure
+                      AND a.grantee = u.grantee AND a.privilege_type = 'EXECUTE'))
+  FROM (SELECT DISTINCT a.grantee FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+         WHERE c.oid = 'ai.vectorizer'::regclass AND a.privilege_type = 'SELECT'
+           AND a.grantee <> 0 AND a.grantee <> c.relowner) AS u
+ ORDER BY u.grantee;
 
 -- Every existing vectorizer's functions, as this version makes them.
 -- @create ai._vectorizer_rebuild

@@ -102,6 +102,25 @@ def test_scheduling_default_makes_a_pg_cron_job(cron_conn: psycopg.Connection, s
                    "command": f"CALL ai._vectorizer_job({vid})", "username": PGUSER, "active": True}
 
 
+def test_scheduling_timescaledb_becomes_the_nearest_pg_cron_job(cron_conn: psycopg.Connection, schema: str,
+                                                                fake_url: str) -> None:
+    table = _blog(cron_conn, schema, 1)
+    notices: list[str] = []
+    cron_conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    tz = scalar(cron_conn, "SELECT coalesce(current_setting('cron.timezone', true), 'GMT')")
+    start = scalar(cron_conn, "SELECT ('2050-01-06 10:23'::timestamp AT TIME ZONE %s)::text", (tz,))
+    vid = scalar(cron_conn, f"SELECT ai.create_vectorizer('{table}'::regclass, "
+                            f"loading => ai.loading_column('body'), embedding => {_embedding(fake_url)}, "
+                            "scheduling => ai.scheduling_timescaledb(interval '10 minutes', "
+                            f"initial_start => {sql.quote(start)}, timezone => 'America/Chicago'))")
+    job = _jobs(cron_conn, vid)[f"ai_vectorizer_{vid}_run"]
+    assert job["schedule"] == "3-59/10 * * * *" and job["active"] is True
+    assert scalar(cron_conn, "SELECT config->'scheduling' FROM ai.vectorizer WHERE id = %s", (vid,)) == {
+        "implementation": "pg_cron", "config_type": "scheduling", "schedule": "3-59/10 * * * *",
+        "max_seconds": 240, "job_id": job["jobid"]}
+    assert any("pg_cron schedule '3-59/10 * * * *'" in n for n in notices)
+
+
 def test_scheduling_none_makes_no_job(cron_conn: psycopg.Connection, schema: str, fake_url: str) -> None:
     table = _blog(cron_conn, schema, 1)
     vid = scalar(cron_conn, f"SELECT ai.create_vectorizer('{table}'::regclass, "

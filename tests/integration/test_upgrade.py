@@ -73,10 +73,16 @@ def _pending(conn: psycopg.Connection) -> list[int]:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_upgrade_gives_what_a_fresh_install_has(
-        databases: Callable[[str], psycopg.Connection], fake_url: str, mode: str) -> None:
+        make_role: Callable[[str], tuple[str, str]], databases: Callable[[str], psycopg.Connection],
+        fake_url: str, mode: str) -> None:
     old, new = databases("old"), databases("new")
     _install(old, mode, OLD)
     _install(new, mode, CURRENT)
+    # Roles given usage before the upgrade hold what this version's grants give.
+    admin, user = make_role("admin")[0], make_role("user")[0]
+    for conn in (old, new):
+        conn.execute("SELECT ai.grant_vectorizer_usage(%s, admin => true), ai.grant_vectorizer_usage(%s)",
+                     (admin, user))
     vids = _vectorizers(old, fake_url)
     assert _vectorizers(new, fake_url) == vids
     if mode == "extension":

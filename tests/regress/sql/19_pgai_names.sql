@@ -48,3 +48,23 @@ SELECT ai.openai_embed('text-embedding-3-small', 'q', client_config => '{"timeou
 SELECT ai.ollama_embed('some-unknown-model', 'q');
 SELECT ai._known_model_dimensions(m) FROM unnest(ARRAY['embed-english-v3.0', 'mistral-embed',
     'amazon.titan-embed-text-v2:0', 'text-embedding-005']) AS m;
+-- scheduling_timescaledb: pgai's arguments; the cron schedule it becomes (in GMT here); without
+-- pg_cron the worker runs the vectorizer.
+SET TIME ZONE 'UTC';
+SELECT ai.scheduling_timescaledb();
+SELECT ai.scheduling_timescaledb(interval '10 minutes', initial_start => '2050-01-06 10:23+00', fixed_schedule => true, timezone => 'America/Chicago');
+SELECT ai.scheduling_timescaledb(interval '0');
+SELECT ai.scheduling_timescaledb(timezone => 'Mars/Olympus');
+SELECT i, ai._cron_schedule(i::interval, '2050-01-06 10:23+00') AS schedule
+  FROM unnest(ARRAY['30 seconds', '1 minute', '5m', '10 minutes', '7 minutes', '1 hour', '6 hours', '5 hours',
+                    '1 day', '7 days', '2 days', '1.5 seconds']) AS i;
+SELECT ai._cron_schedule('15 minutes', NULL) AS no_start;
+CREATE TABLE tsdb_doc (id int PRIMARY KEY, body text);
+SELECT ai.create_vectorizer('tsdb_doc', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small', 4), indexing => ai.indexing_none(),
+    scheduling => ai.scheduling_timescaledb('1 minute')) > 0 AS created;
+SELECT config->'scheduling' AS scheduling FROM ai.vectorizer WHERE source_table = 'tsdb_doc';
+SELECT ai.create_vectorizer('tsdb_doc', name => 'tsdb_odd', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small', 4), scheduling => ai.scheduling_timescaledb('7 minutes'));
+DROP TABLE tsdb_doc;
+RESET TIME ZONE;

@@ -176,7 +176,7 @@ class BedrockEmbedder:
         session = _session(spec, **credentials)
         self.region = region(spec, env, session.region_name)
         self.endpoint = endpoint(spec, env, self.region)
-        self._check_endpoint(env, credentials)
+        self._check_endpoint(env)
         from botocore.config import Config  # type: ignore[import-untyped]
         timeout = timeout_from_env(client_env(spec, env))
         config = Config(retries={"total_max_attempts": 1, "mode": "standard"},
@@ -231,9 +231,11 @@ class BedrockEmbedder:
         return {"aws_access_key_id": key_id, "aws_secret_access_key": secret,
                 "aws_session_token": env.get("AWS_SESSION_TOKEN") or None}
 
-    def _check_endpoint(self, env: Mapping[str, str], credentials: Mapping[str, Any]) -> None:
+    def _check_endpoint(self, env: Mapping[str, str]) -> None:
+        # As endpoints.read_api_key has it: the default variable (or boto3's own chain) signs
+        # for Bedrock's or the operator's endpoint, any variable where the operator lists it.
         allowed = [parse_endpoint(u, "endpoint") for u in _defaults(env, self.region)
-                   if _parses(u)]
+                   if _parses(u)] if self.secret_name == SECRET_NAME else []
         allowed.extend(key_endpoints(env).get(self.secret_name, ()))
         if any(e.matches(self.endpoint) for e in allowed):
             return
