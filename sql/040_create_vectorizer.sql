@@ -149,7 +149,7 @@ BEGIN
        OR embedding->>'implementation' NOT IN ('openai', 'ollama', 'sentence_transformers', 'voyageai', 'litellm') THEN
         RAISE EXCEPTION 'create_vectorizer: unknown embedding provider %', quote_nullable(embedding->>'implementation')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use ai.embedding_openai, ai.embedding_ollama, ai.embedding_sentence_transformers or ai.embedding_voyageai.';
+                  HINT = 'Use ai.embedding_openai, ai.embedding_ollama, ai.embedding_sentence_transformers, ai.embedding_voyageai or ai.embedding_litellm.';
     END IF;
     dims := (embedding->>'dimensions')::int4;
     IF dims IS NULL OR dims < 1 OR dims > 16000 THEN
@@ -298,15 +298,33 @@ COMMENT ON FUNCTION ai._vectorizer_resolve_config(regclass, jsonb, jsonb, jsonb,
 
 -- A vectorizer's name when create_vectorizer is given none, as pgai's: the view's schema and
 -- name, or the source's schema, table and vector column.
+-- pgai's default: <target_schema>_<target_table> of the store, or <schema>_<table>_<column>
+-- for a vector column. pgai then refuses names that are not lower-case snake case, so a quoted
+-- table name ("Blog Posts") fails there; here such a default is made to fit (lower case, runs
+-- of other characters as one _, a leading v_ where it would not start with a letter, 63 bytes).
 CREATE FUNCTION ai._vectorizer_default_name(source regclass, config jsonb) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-RETURN (SELECT CASE config->'destination'->>'implementation'
-                   WHEN 'table' THEN format('%s_%s', config->'destination'->>'view_schema', config->'destination'->>'view_name')
+RETURN (SELECT left(CASE WHEN raw ~ '^[a-z]' THEN raw ELSE 'v_' || raw END, 63)
+          FROM (SELECT lower(regexp_replace(CASE config->'destination'->>'implementation'
+                   WHEN 'table' THEN format('%s_%s', config->'destination'->>'target_schema', config->'destination'->>'target_table')
                    WHEN 'column' THEN format('%s_%s_%s', n.nspname, c.relname, config->'destination'->>'embedding_column')
-               END
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source);
-COMMENT ON FUNCTION ai._vectorizer_default_name(regclass, jsonb) IS 'The name create_vectorizer gives a vectorizer it is given no name for';
+               END, '[^A-Za-z0-9_]+', '_', 'g')) AS raw
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source) AS d);
+COMMENT ON FUNCTION ai._vectorizer_default_name(regclass, jsonb) IS 'The name create_vectorizer gives a vectorizer it is given no name for (pgai''s)';
+
+-- pgai's rule for a vectorizer's name: lower-case letters, digits and _, from a letter; at most
+-- 63 bytes (a name).
+CREATE FUNCTION ai._vectorizer_check_name(name text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z_0-9]*$' OR octet_length(name) > 63 THEN
+        RAISE EXCEPTION 'create_vectorizer: vectorizer name % must be lower-case letters, digits and _, start with a letter and be at most 63 bytes', quote_nullable(name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pgai checks names the same way; for example blog_embeddings.';
+    END IF;
+END $$;
 
 -- Nothing may stand where a new vectorizer's objects go (its queue tables are checked
 -- by ai._vectorizer_register, which names them): the store, the view or the vector column, the
@@ -428,7 +446,11 @@ BEGIN
 
     config := ai._vectorizer_resolve_config(source, destination, loading, parsing, embedding, chunking, indexing,
                                             formatting, scheduling, processing, grant_to, row_filter);
-    name := coalesce(name, ai._vectorizer_default_name(source, config));
+    IF name IS NULL THEN
+        name := ai._vectorizer_default_name(source, config);
+    ELSE
+        PERFORM ai._vectorizer_check_name(name);
+    END IF;
 
     SELECT id INTO existing FROM ai.vectorizer WHERE vectorizer.name = create_vectorizer.name;
     IF FOUND THEN

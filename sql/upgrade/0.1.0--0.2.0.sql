@@ -91,6 +91,10 @@ BEGIN
     END LOOP;
 END $regrant$;
 
+-- pgai's default vectorizer name (<target_schema>_<target_table>) and its check of names.
+-- @replace ai._vectorizer_default_name
+-- @create ai._vectorizer_check_name
+
 -- As pgai: grant_vectorizer_usage(role) lets a role create vectorizers on its own tables.
 -- @create ai._vectorizer_is_admin
 -- @create ai._vectorizer_check_owner

@@ -165,7 +165,7 @@ def test_search_finds_the_row_whose_text_matches(db: psycopg.Connection, fake_ur
     two_tables(db, fake_url)
     db.execute("INSERT INTO a VALUES (2, 'another text')")
     finish(spawn(["pgvectorizer", "worker", "-d", dsn(db), "--once"]))
-    out = finish(spawn(["pgvectorizer", "search", "-d", dsn(db), "public_a_embedding", "another text",
+    out = finish(spawn(["pgvectorizer", "search", "-d", dsn(db), "public_a_embedding_store", "another text",
                         "--limit", "2", "--columns", "body"]))
     first = out.strip().splitlines()[0]
     assert first.startswith("1. distance 0.0000  [2]  body=another text")

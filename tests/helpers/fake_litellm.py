@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -275,7 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(texts) > HF_MAX:
             return self._send(413, {"error": f"batch size {len(texts)} > maximum allowed "
                                              f"batch size {HF_MAX}", "error_type": "Validation"})
-        if "LOADING" in texts:
+        if _has("LOADING", texts):
             return self._send(503, {"error": f"Model {model} is currently loading",
                                     "estimated_time": 20.0})
         if self._failures(texts, {"error": "Internal Server Error"}):
@@ -307,16 +308,16 @@ class Handler(BaseHTTPRequestHandler):
             texts = [body.get("inputText")]
             if set(body) - {"inputText", "dimensions", "normalize"}:
                 return self._aws_error(400, "ValidationException", "extraneous key")
-        if "RATE429" in texts:
+        if _has("RATE429", texts):
             with self.server.lock:
                 limited = self.server.rate_limits > 0
                 self.server.rate_limits -= 1
             if limited:
                 return self._aws_error(429, "ThrottlingException", "Too many requests, please "
                                        "wait before trying again.", {"Retry-After": "0.05"})
-        if "FAIL500" in texts:
+        if _has("FAIL500", texts):
             return self._aws_error(500, "InternalServerException", "internal error")
-        if "FAIL400" in texts:
+        if _has("FAIL400", texts):
             return self._aws_error(400, "ValidationException", "Malformed input request")
         dims = self._dims(texts, body.get("dimensions") or body.get("output_dimension")
                           or SIZES[model])
@@ -341,7 +342,7 @@ class Handler(BaseHTTPRequestHandler):
             private_key().public_key().verify(_unb64(signature),
                                               f"{head}.{claims_part}".encode(),
                                               padding.PKCS1v15(), hashes.SHA256())
-        except Exception:
+        except (ValueError, KeyError, InvalidSignature):
             return self._send(400, {"error": "invalid_grant",
                                     "error_description": "Invalid JWT Signature."})
         now = time.time()
@@ -360,7 +361,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _failures(self, texts: list[str], server_error: Any) -> bool:
         """Answer the failure a special text asks for; True when one was answered."""
-        if "RATE429" in texts:
+        if _has("RATE429", texts):
             with self.server.lock:
                 limited = self.server.rate_limits > 0
                 self.server.rate_limits -= 1
@@ -368,10 +369,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(429, {"message": "rate limited", "error": {"message": "rate limited"}},
                            {"Retry-After": "0.05"})
                 return True
-        if "FAIL500" in texts:
+        if _has("FAIL500", texts):
             self._send(500, server_error)
             return True
-        if "FAIL400" in texts:
+        if _has("FAIL400", texts):
             self._send(400, {"message": "invalid request: text FAIL400 refused",
                              "error": {"message": "invalid request: text FAIL400 refused"}})
             return True
@@ -379,7 +380,7 @@ class Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _dims(texts: list[str], dims: int) -> int:
-        return dims + 1 if "WRONGDIMS" in texts else int(dims)
+        return dims + 1 if _has("WRONGDIMS", texts) else int(dims)
 
     def _aws_error(self, status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> None:
@@ -395,6 +396,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _has(marker: str, texts: list[str]) -> bool:
+    """Whether any text carries the marker."""
+    return any(marker in t for t in texts)
 
 
 def _unb64(part: str) -> bytes:

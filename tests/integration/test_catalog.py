@@ -54,6 +54,7 @@ DEFINERS = {
     "ai._vectorizer_handle_drops()",
     "ai._vectorizer_handle_alters()",
     "ai._vectorizer_handle_ddl_start()",
+    "ai._vectorizer_handle_drop_end()",
     "ai._vectorizer_index_job(integer)",
     "ai._vectorizer_report(integer,bigint,text)",
     "ai._vectorizer_record_success(integer,bigint)",

@@ -85,7 +85,7 @@ def test_dump_and_restore_keep_vectorizers_working(
         mode = "plain" if db.info.dbname.endswith("_plain") else "extension"
         assert scalar(r, "SELECT ai.install_mode()") == mode
         assert rows(r, "SELECT id, name, pending_items, failed_items FROM ai.vectorizer_status") == [
-            (vid, "public_docs_embedding", 1, 0)]
+            (vid, "public_docs_embedding_store", 1, 0)]
         # The triggers came back and still only queue what the filter admits.
         r.execute("INSERT INTO docs VALUES (3, 'three', true), (4, 'four', false)")
         r.execute("UPDATE docs SET body = 'one!' WHERE id = 1")

@@ -116,7 +116,7 @@ def test_retry_failed_queues_the_failed_items_again(db: psycopg.Connection, fake
     db.execute("UPDATE doc SET body = 'accepted now' WHERE id = 1")
     db.execute(f"DELETE FROM ai._vectorizer_q_{vid}")  # as if the change had been lost
     assert scalar(db, "SELECT ai.retry_failed(%s)", (vid,)) == 1
-    assert scalar(db, "SELECT ai.retry_failed('public_doc_embedding')") == 0
+    assert scalar(db, "SELECT ai.retry_failed('public_doc_embedding_store')") == 0
     run_once(db)
     assert failed_rows(db, vid) == []
     assert sorted(stored(db)) == [1, 2]
@@ -130,7 +130,7 @@ def test_a_provider_answering_nonsense_stops_the_vectorizer_and_keeps_the_queue(
     # Every row carries the marker: the worker keeps two batches in flight, and how the three
     # rows fall into them is a race; a batch without the marker would be stored.
     db.execute(f"INSERT INTO doc VALUES (1, 'one {marker}'), (2, 'two {marker}'), (3, 'three {marker}')")
-    run_once(db, expect_error="vectorizer public_doc_embedding")
+    run_once(db, expect_error="vectorizer public_doc_embedding_store")
     assert queued(db, vid) == {1, 2, 3}
     assert failed_rows(db, vid) == []
     assert scalar(db, "SELECT count(*) FROM doc_embedding_store") == 0
@@ -168,7 +168,7 @@ def test_a_broken_vectorizer_never_stops_the_others(db: psycopg.Connection, fake
                "'{\"implementation\": \"character_text_splitter\", \"config_type\": \"chunking\", "
                "\"chunk_size\": 10, \"chunk_overlap\": 0, \"separator\": \"(\", \"is_separator_regex\": true}') "
                "WHERE id = %s", (ids[0],))
-    run_once(db, expect_error="vectorizer public_a_embedding")
+    run_once(db, expect_error="vectorizer public_a_embedding_store")
     assert queued(db, ids[0]) == {1}
     assert queued(db, ids[1]) == set()
     assert scalar(db, "SELECT count(*) FROM b_embedding_store") == 1

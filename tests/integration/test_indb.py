@@ -73,7 +73,7 @@ def doc(db: psycopg.Connection, fake_url: str) -> int:
 
 def test_execute_by_name(db: psycopg.Connection, doc: int) -> None:
     db.execute("INSERT INTO doc VALUES (1, 'A', 'alpha')")
-    out = scalar(db, "SELECT ai.execute_vectorizer('public_doc_embedding', max_rows => 5)")
+    out = scalar(db, "SELECT ai.execute_vectorizer('public_doc_embedding_store', max_rows => 5)")
     assert (out["vectorizer_id"], out["rows"], out["stopped"]) == (doc, 1, "queue_empty")
     assert chunks_of(db) == {1: ["alpha"]}
 
@@ -128,7 +128,7 @@ BAD_CALLS = [  # (call, what its error says)
     ("SELECT ai.execute_vectorizer({vid}, max_rows => -3)", "max_rows must be 1 or more, got -3"),
     ("SELECT ai.execute_vectorizer({vid}, max_seconds => 0)", "execute_vectorizer: max_seconds must be more than 0"),
     ("SELECT ai.execute_vectorizer({vid}, max_seconds => -1)", "max_seconds must be more than 0"),
-    ("SELECT ai.execute_vectorizer('public_doc_embedding', max_rows => 0)", "max_rows must be 1 or more"),
+    ("SELECT ai.execute_vectorizer('public_doc_embedding_store', max_rows => 0)", "max_rows must be 1 or more"),
     ("SELECT ai.execute_vectorizer(9999)", "execute_vectorizer(9999): vectorizer 9999 does not exist"),
     ("SELECT ai.execute_vectorizer('no_such_vectorizer')", 'vectorizer "no_such_vectorizer" does not exist'),
 ]
@@ -265,7 +265,7 @@ def test_only_admins_run_the_pipeline(db: psycopg.Connection, connect: Connector
 
     user_conn = connect(user=user[0], password=user[1])
     for call, args in [("SELECT ai.execute_vectorizer(%s::int4)", (vid,)),
-                       ("SELECT ai.execute_vectorizer('content_docs_embedding')", ()),
+                       ("SELECT ai.execute_vectorizer('content_docs_embedding_store')", ()),
                        ("SELECT ai.embed(%s::jsonb, 'x')", (config,))]:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             user_conn.execute(call, args)

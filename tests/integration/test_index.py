@@ -213,7 +213,7 @@ def test_the_worker_builds_the_index_at_min_rows_and_once(db: psycopg.Connection
     db.execute("INSERT INTO doc VALUES (4, 'text 4')")
     run_worker(db, vid)
     assert indexes(db) == {INDEX: (BUILT, True)}
-    assert index_statements(caplog) == [f"vectorizer public_doc_embedding: {BUILD}"]
+    assert index_statements(caplog) == [f"vectorizer public_doc_embedding_store: {BUILD}"]
     oid = index_oid(db)
 
     caplog.clear()
@@ -235,7 +235,7 @@ def test_the_worker_replaces_an_invalid_index(db: psycopg.Connection, fake_url: 
     db.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", (INDEX,))
     caplog.clear()
     run_worker(db, vid)
-    assert index_statements(caplog) == [f"vectorizer public_doc_embedding: {statement}" for statement in
+    assert index_statements(caplog) == [f"vectorizer public_doc_embedding_store: {statement}" for statement in
                                         (f"DROP INDEX CONCURRENTLY IF EXISTS public.{INDEX}", BUILD)]
     assert indexes(db)[INDEX][1] is True and index_oid(db) != oid
 
@@ -333,6 +333,6 @@ def test_a_worker_that_does_not_own_the_store_warns_and_goes_on(db: psycopg.Conn
     assert indexes(db) == {}
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.name == "pgvectorizer.worker"
-    assert warning.getMessage().startswith("vectorizer public_doc_embedding: this role may not build its "
+    assert warning.getMessage().startswith("vectorizer public_doc_embedding_store: this role may not build its "
                                            "vector index (must be owner of table doc_embedding_store)")
     assert scalar(db, "SELECT count(*) FROM ai.vectorizer_errors WHERE id = %s", (vid,)) == 0

@@ -100,14 +100,14 @@ def test_a_managed_database_runs_vectorizers_without_superuser(
     status = _cli("status", "-d", owner_url, "--json")
     assert status.returncode == 0, status.stderr
     assert [(r["name"], r["pending_items"]) for r in json.loads(status.stdout)] == [
-        ("public_note_embedding", 2), ("public_memo_embedding", 2)]
+        ("public_note_embedding_store", 2), ("public_memo_embedding_store", 2)]
 
     error = asyncio.run(Worker(owner_url, once=True, env=env(**WORKER_KEY)).run())
     assert error is None
     with psycopg.connect(owner_url, autocommit=True) as conn:
         assert rows(conn, "SELECT name, pending_items, failed_items, install_mode FROM ai.vectorizer_status "
-                          "ORDER BY id") == [("public_note_embedding", 0, 0, "plain"),
-                                             ("public_memo_embedding", 0, 0, "plain")]
+                          "ORDER BY id") == [("public_note_embedding_store", 0, 0, "plain"),
+                                             ("public_memo_embedding_store", 0, 0, "plain")]
         assert scalar(conn, "SELECT count(*) FROM memo_embedding_store") == 2
-    hits = search(owner_url, "public_memo_embedding", "a memo about swans", limit=1, env=env(**WORKER_KEY))
+    hits = search(owner_url, "public_memo_embedding_store", "a memo about swans", limit=1, env=env(**WORKER_KEY))
     assert hits[0].chunk == "a memo about swans"

@@ -1,22 +1,31 @@
 """pgai's one-call embedding functions in SQL (ai.openai_embed, ai.ollama_embed, ai.voyageai_embed,
 ai.cohere_embed, ai.litellm_embed): the vector of a text, asked of the fake servers from inside
-PostgreSQL, and the arguments refused on purpose (a key in SQL, headers we do not forward)."""
+PostgreSQL, and the arguments refused on purpose (a key in SQL, headers we do not forward); and
+a LiteLLM-provider vectorizer run in the database."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import psycopg
 import pytest
-from psycopg import errors
+from psycopg import errors, sql
 
-from tests.helpers.db import DIMS, SERVER_KEY_VAR, Connector, scalar
-from tests.helpers import fake_ollama
+from tests.helpers import fake_litellm, fake_ollama
+from tests.helpers.db import (
+    DIMS,
+    SERVER_KEY_VAR,
+    Connector,
+    create_vectorizer,
+    rows,
+    scalar,
+)
 from tests.helpers.fake_ollama import MODEL as OLLAMA_MODEL
 from tests.helpers.fake_ollama import FakeOllama
 from tests.helpers.fake_openai import fake_vector
-from tests.helpers.worker import parse
+from tests.helpers.worker import WORKER_KEY, execute, parse
 
 
 @pytest.fixture
@@ -88,3 +97,49 @@ def test_only_admins_may_call_them(db: psycopg.Connection, connect: Connector,
     conn = connect(user=user[0], password=user[1])
     with pytest.raises(errors.InsufficientPrivilege, match="openai_embed"):
         conn.execute("SELECT ai.openai_embed('text-embedding-3-small', 'q')")
+
+
+# --- LiteLLM's providers, from inside PostgreSQL ---------------------------------------------------
+
+@pytest.fixture
+def cohere(monkeypatch: pytest.MonkeyPatch) -> Iterator[fake_litellm.FakeLiteLLM]:
+    """The fake Cohere, taking the key the server's environment has."""
+    monkeypatch.setattr(fake_litellm, "COHERE_KEY", WORKER_KEY[SERVER_KEY_VAR])
+    with fake_litellm.running() as srv:
+        yield srv
+
+
+def test_litellm_embed_asks_cohere_from_sql(db: psycopg.Connection, cohere: fake_litellm.FakeLiteLLM) -> None:
+    options = json.dumps({"api_base": cohere.url, "input_type": "search_query"})
+    got = parse(scalar(db, "SELECT ai.litellm_embed('cohere/embed-english-v3.0', 'a question', "
+                           "api_key_name => %s, extra_options => %s::jsonb)::text", (SERVER_KEY_VAR, options)))
+    np.testing.assert_allclose(got, fake_litellm.vector("a question", 1024), rtol=1e-6, atol=1e-7)
+    seen = cohere.of("cohere")[-1]
+    assert seen.body["input_type"] == "search_query" and seen.body["texts"] == ["a question"]
+
+
+def test_cohere_embed_goes_only_where_the_server_allows(db: psycopg.Connection,
+                                                        cohere: fake_litellm.FakeLiteLLM) -> None:
+    # Cohere's own endpoint is not on this server's allow-list (loopback only): refused unsent.
+    with pytest.raises(psycopg.Error, match="api.cohere.com"):
+        db.execute("SELECT ai.cohere_embed('embed-english-v3.0', 'q', api_key_name => %s, "
+                   "input_type => 'search_query', truncate_long_inputs => 'END')", (SERVER_KEY_VAR,))
+    assert cohere.requests == []
+
+
+def test_execute_vectorizer_with_a_litellm_provider(db: psycopg.Connection,
+                                                    cohere: fake_litellm.FakeLiteLLM) -> None:
+    db.execute("CREATE TABLE doc (id int PRIMARY KEY, body text)")
+    options = sql.quote(json.dumps({"api_base": cohere.url}))
+    vid = create_vectorizer(db, "doc", chunking="ai.chunking_none()",
+                            embedding=f"ai.embedding_litellm('cohere/embed-english-v3.0', "
+                                      f"api_key_name => {sql.quote(SERVER_KEY_VAR)}, extra_options => {options})")
+    db.execute("INSERT INTO doc VALUES (1, 'first'), (2, 'FAIL400 second'), (3, 'third')")
+    assert execute(db, vid)["rows"] == 2
+    stored = {k: parse(v) for k, v in rows(db, "SELECT id, embedding::text FROM doc_embedding")}
+    assert sorted(stored) == [1, 3]
+    for k, text in ((1, "first"), (3, "third")):
+        np.testing.assert_allclose(stored[k], fake_litellm.vector(text, 1024), rtol=1e-6, atol=1e-7)
+    # The refused row waits for its next try (loading's retries), with the cause recorded.
+    assert rows(db, f"SELECT id FROM ai._vectorizer_q_{vid}") == [(2,)]
+    assert "refused the request (400)" in scalar(db, "SELECT string_agg(message, ' ') FROM ai.vectorizer_errors")

@@ -1,6 +1,7 @@
 """ai.embedding_litellm end to end: the worker fills stores from the fake providers in
-tests/helpers/fake_litellm.py, a row the provider refuses ends as a failed queue item while
-the others go through, and ai.embed refuses a config's endpoint inside PostgreSQL."""
+tests/helpers/fake_litellm.py, and a row the provider refuses ends as a failed queue item
+while the others go through. In-database calls (ai.embed, ai.litellm_embed, execute_vectorizer)
+are in test_pgai_embed_functions.py."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ SETUPS: dict[str, Setup] = {
     "cohere": lambda f, t: ("ai.embedding_litellm('cohere/embed-v4.0', 256)", 256,
                             {"COHERE_API_BASE": f.url, "COHERE_API_KEY": COHERE_KEY}, "cohere"),
     "azure": lambda f, t: (
-        "ai.embedding_litellm('azure/my-embeddings', 8, api_key_name => 'AZURE_API_KEY', "
-        f"extra_options => {options(api_base=f.url, api_version=AZURE_VERSION, dimensions=8)})",
+        ("ai.embedding_litellm('azure/my-embeddings', 8, api_key_name => 'AZURE_API_KEY', "
+         f"extra_options => {options(api_base=f.url, api_version=AZURE_VERSION, dimensions=8)})"),
         8, {"AZURE_API_KEY": AZURE_KEY,
             # A loopback api_base is no Azure host: the operator lists it for the key.
             "PGVECTORIZER_KEY_ENDPOINTS": "AZURE_API_KEY=http://127.0.0.1:*"}, "azure"),
@@ -59,8 +60,8 @@ SETUPS: dict[str, Setup] = {
                              {"MISTRAL_API_BASE": f"{f.url}/mistral/v1",
                               "MISTRAL_API_KEY": MISTRAL_KEY}, "mistral"),
     "vertex_ai": lambda f, t: (
-        "ai.embedding_litellm('vertex_ai/text-embedding-005', 768, "
-        f"extra_options => {options(vertex_location='europe-west4')})", 768,
+        ("ai.embedding_litellm('vertex_ai/text-embedding-005', 768, "
+         f"extra_options => {options(vertex_location='europe-west4')})"), 768,
         {"GOOGLE_APPLICATION_CREDENTIALS": _sa_file(f, t), "VERTEXAI_API_BASE": f.url},
         "vertex"),
     "huggingface": lambda f, t: (
@@ -68,9 +69,9 @@ SETUPS: dict[str, Setup] = {
         {"HUGGINGFACE_API_BASE": f"{f.url}/hf/{HF_MODEL}/pipeline/feature-extraction",
          "HUGGINGFACE_API_KEY": HF_KEY}, "huggingface"),
     "bedrock": lambda f, t: (
-        "ai.embedding_litellm('bedrock/amazon.titan-embed-text-v2:0', 256, "
-        f"api_key_name => 'AWS_SECRET_ACCESS_KEY', "
-        f"extra_options => {options(aws_region_name='us-east-1', aws_access_key_id=AWS_KEY_ID)})",
+        ("ai.embedding_litellm('bedrock/amazon.titan-embed-text-v2:0', 256, "
+         "api_key_name => 'AWS_SECRET_ACCESS_KEY', "
+         f"extra_options => {options(aws_region_name='us-east-1', aws_access_key_id=AWS_KEY_ID)})"),
         256, {"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f.url, "AWS_SECRET_ACCESS_KEY": AWS_SECRET},
         "bedrock"),
 }
@@ -146,10 +147,3 @@ def test_a_refused_key_stops_the_vectorizer_and_keeps_its_queue(
     message = scalar(db, "SELECT last_error FROM ai.vectorizer_status WHERE id = %s", (vid,))
     assert "COHERE_API_KEY" in message, message
 
-
-def test_ai_embed_refuses_a_configs_endpoint_in_the_database(db: psycopg.Connection,
-                                                             fake: FakeLiteLLM) -> None:
-    config = f"ai.embedding_litellm('cohere/embed-v4.0', 256, extra_options => {options(api_base=fake.url)})"
-    with pytest.raises(psycopg.Error, match="is not an endpoint that the database server may call"):
-        db.execute(f"SELECT ai.embed({config}, 'q')")
-    assert fake.requests == []

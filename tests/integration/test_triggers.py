@@ -288,7 +288,7 @@ def test_failing_filter_never_fails_a_write(db: psycopg.Connection, ratio: int) 
     assert scalar(db, "SELECT count(*) FROM ratio") == 0
     # Once per transaction (statement here): six statements met a failing row.
     assert len(warned) == 6
-    assert all("vectorizer \"public_ratio_embedding\": row_filter '100 / n > 1' failed" in w
+    assert all("vectorizer \"public_ratio_embedding_store\": row_filter '100 / n > 1' failed" in w
                and "division by zero" in w for w in warned), warned
 
 
@@ -387,7 +387,7 @@ def test_quoted_mixed_case_identifiers(db: psycopg.Connection) -> None:
     v = vectorizer(db, vid)
     assert (v["source_schema"], v["source_table"]) == ("My Schema", "Blog Posts")
     assert v["source_pk"][0]["attname"] == "Post ID"
-    assert v["name"] == "My Schema_Blog Posts_embedding"
+    assert v["name"] == "my_schema_blog_posts_embedding_store"  # pgai would refuse it
     assert regclass(db, '"My Schema"."Blog Posts_embedding_store"') is not None
     assert regclass(db, '"My Schema"."Blog Posts_embedding"') is not None
     assert queue_rows(db, vid) == [1, 2]

@@ -5,6 +5,7 @@ follow."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +155,11 @@ def test_batches_at_the_provider_limit(case: Case, srv: FakeLiteLLM, tmp_path: P
 
 @pytest.mark.parametrize("case", CASES, ids=ids)
 def test_429_is_retried_after_retry_after(case: Case, srv: FakeLiteLLM, tmp_path: Path) -> None:
-    out = case.make(srv, tmp_path).embed(["RATE429", "x"])
+    made = case.make(srv, tmp_path)
+    started = time.monotonic()
+    out = made.embed(["RATE429", "x"])
+    # The fake's Retry-After is 0.05 s; without it the first wait would be a whole second.
+    assert time.monotonic() - started < 0.9
     assert len(srv.of(case.route)) == 2
     np.testing.assert_allclose(out[1], vector("x", case.dims), rtol=1e-6, atol=1e-7)
 
@@ -275,8 +280,8 @@ def test_litellm_is_an_implementation() -> None:
 
 
 @pytest.mark.parametrize("model, message", [
-    ("groq/some-embed", r"provider 'groq'.*cohere/, mistral/, azure/, bedrock/, vertex_ai/, "
-                        r"huggingface/.*ai.embedding_openai with its base_url"),
+    ("groq/some-embed", (r"provider 'groq'.*cohere/, mistral/, azure/, bedrock/, vertex_ai/, "
+                         r"huggingface/.*ai.embedding_openai with its base_url")),
     ("openai/text-embedding-3-small", "openai has its own: use ai.embedding_openai"),
     ("voyage/voyage-3.5", "use ai.embedding_voyageai"),
     ("no-slash", "model must be provider/model"),
@@ -428,8 +433,8 @@ def test_azure_key_goes_to_an_azure_api_base_in_the_config() -> None:
     # pgai's examples give api_base in extra_options: Microsoft's hosts need no listing ...
     made = make_embedder(config("azure/dep", 8, api_base="https://res.openai.azure.com"),
                          {"AZURE_API_KEY": "k"})
-    assert made.provider.url == (f"https://res.openai.azure.com/openai/deployments/dep/"
-                                 f"embeddings?api-version=2024-10-21")
+    assert made.provider.url == ("https://res.openai.azure.com/openai/deployments/dep/"
+                                 "embeddings?api-version=2024-10-21")
     # ... but another variable's key does not go there unlisted.
     with pytest.raises(KeyEndpointRefused):
         make_embedder(config("azure/dep", 8, "VOYAGE_API_KEY", api_base="https://res.openai.azure.com"),

@@ -6,7 +6,7 @@ INSERT INTO blog VALUES (1, 'one', 'first post', 'ann'), (2, 'two', 'second post
 SELECT ai.create_vectorizer('blog', loading => ai.loading_column('body'),
     embedding => ai.embedding_openai('text-embedding-3-small')) > 0 AS created;
 SELECT id AS vid, queue_table AS q, queue_failed_table AS qf, trigger_name AS trg
-  FROM ai.vectorizer WHERE name = 'public_blog_embedding' \gset
+  FROM ai.vectorizer WHERE name = 'public_blog_embedding_store' \gset
 SELECT name, source_schema, source_table, source_pk, queue_schema, disabled, owner = current_user AS mine
   FROM ai.vectorizer WHERE id = :vid;
 -- Defaults resolved and stored.

@@ -28,7 +28,7 @@ SELECT ai.disable_vectorizer_schedule(:vid);
 SELECT disabled FROM ai.vectorizer_status WHERE id = :vid;
 UPDATE s1 SET t = 'while disabled' WHERE id = 5;
 SELECT count(*) AS queued_while_disabled FROM ai.:q WHERE id = 5;
-SELECT ai.enable_vectorizer_schedule('public_s1_embedding');
+SELECT ai.enable_vectorizer_schedule('public_s1_embedding_store');
 SELECT disabled FROM ai.vectorizer_status WHERE id = :vid;
 SELECT ai.disable_vectorizer_schedule('nope');
 -- Errors and progress go with the vectorizer.

@@ -37,10 +37,13 @@ SET ROLE regress_ai_nobody;
 SELECT count(*) FROM ai.:q;
 SELECT ai.create_vectorizer('regress_ai_app.docs', loading => ai.loading_column('body'),
     embedding => ai.embedding_openai('text-embedding-3-small'));
--- A worker may use a vectorizer but not manage one, and is told so.
-SET ROLE regress_ai_worker;
+-- A worker may use a vectorizer but not manage one it does not own, and is told so (logged in
+-- as itself: a superuser's session may act as any role).
+RESET ROLE;
+SET SESSION AUTHORIZATION regress_ai_worker;
 SELECT ai.disable_vectorizer_schedule(:vid);
 SELECT ai.drop_vectorizer(:vid);
+RESET SESSION AUTHORIZATION;
 -- Admins change the catalog only through the checked functions, and create nothing in ai:
 -- a planted overload there would run with the rights of whoever calls it next.
 SET ROLE regress_ai_admin;

@@ -20,6 +20,7 @@ SELECT ai.embedding_litellm('huggingface/microsoft/codebert-base', 768, api_key_
 SELECT ai.embedding_litellm('azure/my-deployment', 1536, 'AZURE_API_KEY', '{"api_base": "https://x.openai.azure.com", "api_version": "2024-02-01"}');
 SELECT ai.embedding_litellm('embed-english-v3.0', 1024);
 SELECT ai.embedding_litellm('cohere/embed-english-v3.0');
+SELECT ai.embedding_litellm('cohere/some-future-model');
 SELECT ai.embedding_litellm('cohere/embed-english-v3.0', 1024, api_key_name => 'not a name');
 SELECT ai.embedding_litellm('cohere/embed-english-v3.0', 1024, extra_options => '[]');
 SELECT ai.embedding_litellm('cohere/embed-english-v3.0', 1024, extra_options => '{"api_key": "sk-secret"}');

@@ -68,3 +68,23 @@ SELECT ai.create_vectorizer('tsdb_doc', name => 'tsdb_odd', loading => ai.loadin
     embedding => ai.embedding_openai('text-embedding-3-small', 4), scheduling => ai.scheduling_timescaledb('7 minutes'));
 DROP TABLE tsdb_doc;
 RESET TIME ZONE;
+-- pgai's default names (<target_schema>_<target_table>; <schema>_<table>_<column>) and its rule
+-- for names given: lower-case letters, digits and _, from a letter.
+CREATE TABLE named_doc (id int PRIMARY KEY, body text);
+SELECT ai.create_vectorizer('named_doc', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small', 4), scheduling => ai.scheduling_none(),
+    indexing => ai.indexing_none(), destination => ai.destination_table('named_chunks')) > 0 AS created;
+SELECT ai.create_vectorizer('named_doc', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small', 4), scheduling => ai.scheduling_none(),
+    indexing => ai.indexing_none(), destination => ai.destination_column('emb')) > 0 AS created;
+SELECT name FROM ai.vectorizer WHERE source_table = 'named_doc' ORDER BY id;
+SELECT n AS name, ai._vectorizer_check_name(n) FROM unnest(ARRAY['ok_name_2']) AS n;
+SELECT ai._vectorizer_check_name('1st');
+SELECT ai._vectorizer_check_name('a-b');
+SELECT ai._vectorizer_check_name('');
+SELECT ai.create_vectorizer('named_doc', name => 'My Vectorizer', loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small', 4), scheduling => ai.scheduling_none());
+SELECT ai.create_vectorizer('named_doc', name => repeat('x', 64), loading => ai.loading_column('body'),
+    embedding => ai.embedding_openai('text-embedding-3-small', 4), scheduling => ai.scheduling_none());
+SELECT count(*) AS vectorizers FROM ai.vectorizer WHERE source_table = 'named_doc';
+DROP TABLE named_doc CASCADE;

@@ -12,10 +12,13 @@ variable holding it (pgai's examples use AWS_SECRET_ACCESS_KEY); AWS_SESSION_TOK
 from the environment. Values in a .env file count as the environment.
 
 Endpoint: https://bedrock-runtime.{region}.amazonaws.com, or the operator's
-AWS_ENDPOINT_URL_BEDROCK_RUNTIME / AWS_ENDPOINT_URL (a VPC endpoint, a test server). A
-config's extra_options.aws_bedrock_runtime_endpoint is its author's: requests signed with the
-operator's credentials go there only where PGVECTORIZER_KEY_ENDPOINTS lists it for the
-secret's variable (AWS_SECRET_ACCESS_KEY unless api_key_name says otherwise).
+AWS_ENDPOINT_URL_BEDROCK_RUNTIME / AWS_ENDPOINT_URL (a VPC endpoint, a test server). SigV4
+sends a signature, never the secret, but where signed requests may go follows endpoints.py's
+rules for keys all the same: credentials from AWS_SECRET_ACCESS_KEY (or boto3's own chain)
+sign for those two endpoints; a config's extra_options.aws_bedrock_runtime_endpoint is its
+author's, and like any api_key_name other than AWS_SECRET_ACCESS_KEY (which must end in
+_API_KEY or be listed) it is used only where PGVECTORIZER_KEY_ENDPOINTS lists it for the
+secret's variable.
 
 boto3's own retries are off: throttling is retried here as a 429 is for the HTTP providers
 (Retry-After if the answer has one), and every other error is classified as theirs are.
@@ -228,8 +231,10 @@ class BedrockEmbedder:
             raise ConfigError(f"embedding config ({spec.what}): the secret access key in "
                               f"{self.secret_name} needs an access key id: give "
                               f"extra_options.aws_access_key_id or set AWS_ACCESS_KEY_ID")
+        # A session token belongs to the environment's own key pair, not to another variable's.
+        token = env.get("AWS_SESSION_TOKEN") if self.secret_name == SECRET_NAME else None
         return {"aws_access_key_id": key_id, "aws_secret_access_key": secret,
-                "aws_session_token": env.get("AWS_SESSION_TOKEN") or None}
+                "aws_session_token": token or None}
 
     def _check_endpoint(self, env: Mapping[str, str]) -> None:
         # As endpoints.read_api_key has it: the default variable (or boto3's own chain) signs
