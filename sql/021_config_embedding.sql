@@ -137,11 +137,13 @@ BEGIN
         RAISE EXCEPTION 'embedding_voyageai: output_dimension must be 256, 512, 1024 or 2048, got %', output_dimension
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- The store's column is vector(dimensions): the vectors Voyage returns must be that size.
+    -- The vectors Voyage returns are output_dimension long, so that is the store's size. pgai's
+    -- docs pass the model's own size as dimensions beside it ("schema dimensions"), which a
+    -- vector(dimensions) column could not hold: the asked size wins, and a NOTICE says so.
     IF output_dimension IS NOT NULL AND dimensions IS NOT NULL AND dimensions <> output_dimension THEN
-        RAISE EXCEPTION 'embedding_voyageai: dimensions (%) and output_dimension (%) differ', dimensions, output_dimension
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The vectors are output_dimension long and the store''s column is vector(dimensions): give one, or both equal.';
+        RAISE NOTICE 'embedding_voyageai: the vectors are output_dimension (%) long, so the store holds vector(%), not vector(%)',
+            output_dimension, output_dimension, dimensions;
+        dimensions := output_dimension;
     END IF;
     IF output_dtype IN ('binary', 'ubinary') THEN
         RAISE EXCEPTION 'embedding_voyageai: output_dtype % cannot be stored in a vector column', quote_literal(output_dtype)

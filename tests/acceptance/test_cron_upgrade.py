@@ -48,7 +48,8 @@ def _make(conn: psycopg.Connection) -> None:
     conn.execute("CREATE SCHEMA upgrade_test")
     conn.execute("CREATE TABLE upgrade_test.doc (id int PRIMARY KEY, body text)")
     conn.execute("INSERT INTO upgrade_test.doc VALUES (1, 'one'), (2, 'two')")
-    conn.execute("SELECT ai.create_vectorizer('upgrade_test.doc', loading => ai.loading_column('body'), "
+    # Named: 0.2.0's default name (pgai's) differs from 0.1.0's, and a vectorizer keeps its name.
+    conn.execute("SELECT ai.create_vectorizer('upgrade_test.doc', name => 'upgrade_doc', loading => ai.loading_column('body'), "
                  "embedding => ai.embedding_openai('text-embedding-3-small', 4), "
                  "scheduling => ai.scheduling_pg_cron('*/10 * * * *'))")
     conn.execute("SELECT ai.disable_vectorizer_schedule(1)")   # a paused job stays paused

@@ -126,6 +126,19 @@ def test_destination_table_forms(kitchen: psycopg.Connection, destination: str, 
     ("indexing", "ai.indexing_hnsw(min_rows => 50000, opclass => 'vector_l1_ops')",
      {"implementation": "hnsw", "min_rows": 50000, "opclass": "vector_l1_ops"}),
     ("scheduling", "ai.scheduling_none()", {"implementation": "none"}),
+    # No pg_cron in the test databases: a TimescaleDB schedule leaves the vectorizer to the worker.
+    ("scheduling", "ai.scheduling_timescaledb('1 minute')", {"implementation": "none"}),
+    ("scheduling", ("ai.scheduling_timescaledb(interval '5m', initial_start => '2050-01-06'::timestamptz,"
+                    " timezone => 'America/Chicago')"), {"implementation": "none"}),
+    ("embedding", "ai.embedding_litellm('cohere/embed-english-v3.0', 1024, api_key_name => 'COHERE_API_KEY')",
+     {"implementation": "litellm", "model": "cohere/embed-english-v3.0", "dimensions": 1024}),
+    ("embedding", ("ai.embedding_litellm('azure/text-embedding-3-small', 1536, api_key_name => 'AZURE_API_KEY',"
+                   " extra_options => '{\"api_base\": \"https://x.openai.azure.com\", \"api_version\": \"2024-02-01\"}'::jsonb)"),
+     {"implementation": "litellm", "dimensions": 1536}),
+    ("embedding", ("ai.embedding_litellm('bedrock/amazon.titan-embed-text-v2:0', 1024, api_key_name => 'AWS_SECRET_ACCESS_KEY',"
+                   " extra_options => '{\"aws_access_key_id\": \"AKIAEXAMPLE\", \"aws_region_name\": \"us-east-1\"}'::jsonb)"),
+     {"implementation": "litellm", "dimensions": 1024}),
+    ("embedding", "ai.embedding_voyageai('voyage-3-lite', 512)", {"implementation": "voyageai", "dimensions": 512}),
     ("processing", "ai.processing_default(batch_size => 200, concurrency => 5)",
      {"batch_size": 200, "concurrency": 5}),
 ])
@@ -168,6 +181,19 @@ def test_management_by_name_and_by_id(kitchen: psycopg.Connection) -> None:
     kitchen.execute("SELECT ai.drop_vectorizer(%s)", (second,))
     assert scalar(kitchen, "SELECT count(*) FROM ai.vectorizer") == 0
     assert store and regclass(kitchen, store) is None
+
+
+def test_default_name_is_pgais(kitchen: psycopg.Connection) -> None:
+    vid = int(scalar(kitchen, "SELECT ai.create_vectorizer('kitchen.recipe'::regclass, loading => "
+                              + BODY + ", embedding => " + OPENAI + ")"))
+    assert scalar(kitchen, "SELECT name FROM ai.vectorizer WHERE id = %s", (vid,)) == "kitchen_recipe_embedding_store"
+    kitchen.execute("SELECT ai.drop_vectorizer('kitchen_recipe_embedding_store', drop_all => true)")
+
+
+def test_plain_drop_table_of_a_source(kitchen: psycopg.Connection) -> None:
+    create(kitchen, "recipe_search")
+    kitchen.execute("DROP TABLE kitchen.recipe")   # pgai's docs drop sources this way
+    assert scalar(kitchen, "SELECT count(*) FROM ai.vectorizer") == 0
 
 
 def test_errors_view_has_pgai_columns(kitchen: psycopg.Connection) -> None:

@@ -53,9 +53,10 @@ def _vectorizers(conn: psycopg.Connection, url: str) -> list[int]:
     conn.execute("INSERT INTO pair SELECT i, 'k' || i, 'pair ' || i FROM generate_series(1, 6) AS i")
     conn.execute("INSERT INTO item SELECT i, 'item ' || i FROM generate_series(1, 5) AS i")
     common = f"loading => ai.loading_column('body'), embedding => {emb}, scheduling => ai.scheduling_none()"
+    # doc and pair named: this version's default name for a store (pgai's) differs from 0.1.0's.
     return [
-        scalar(conn, f"SELECT ai.create_vectorizer('doc', {common}, row_filter => 'published')"),
-        scalar(conn, f"SELECT ai.create_vectorizer('pair', {common})"),
+        scalar(conn, f"SELECT ai.create_vectorizer('doc', name => 'doc_vec', {common}, row_filter => 'published')"),
+        scalar(conn, f"SELECT ai.create_vectorizer('pair', name => 'pair_vec', {common})"),
         scalar(conn, f"SELECT ai.create_vectorizer('item', {common}, chunking => ai.chunking_none(), "
                      "destination => ai.destination_column('embedding'))"),
     ]

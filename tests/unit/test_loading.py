@@ -20,10 +20,12 @@ from pgvectorizer.documents.loading import (
     TIMEOUT_ENV,
     Loader,
 )
+from pgvectorizer.documents.reach import PRIVATE_URLS_ENV
 from pgvectorizer.errors import ConfigError
 
 URI = {"implementation": "uri", "column_name": "u"}
 COLUMN = {"implementation": "column", "column_name": "c"}
+LOOPBACK = {PRIVATE_URLS_ENV: "http://127.0.0.1:*"}  # the test servers' address, listed
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -100,12 +102,12 @@ def test_unknown_scheme_and_bad_s3_uri() -> None:
 
 
 def test_http_size_cap(http_url: str) -> None:
-    loader = Loader(URI, {MAX_BYTES_ENV: "1024"})
+    loader = Loader(URI, {MAX_BYTES_ENV: "1024", **LOOPBACK})
     with pytest.raises(DocumentError, match="2048 bytes, over the limit of 1024"):
         loader.load(f"{http_url}/sized")
     with pytest.raises(DocumentError, match="more than 1024 bytes"):
         loader.load(f"{http_url}/unsized")
-    doc = Loader(URI, {}).load(f"{http_url}/sized.txt")
+    doc = Loader(URI, LOOPBACK).load(f"{http_url}/sized.txt")
     assert isinstance(doc, Document) and len(doc.data) == 2048 and doc.name == "sized.txt"
 
 
@@ -117,6 +119,30 @@ def test_server_side_needs_an_allowed_endpoint(http_url: str) -> None:
     allowed = Loader(URI, {"PGVECTORIZER_ALLOWED_ENDPOINTS": "http://127.0.0.1:*"},
                      server_side=True)
     assert isinstance(allowed.load(f"{http_url}/sized"), Document)
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:{port}/sized", "http://localhost:{port}/sized", "http://[::1]:{port}/sized",
+    "http://[::ffff:127.0.0.1]:{port}/sized", "http://169.254.169.254/latest/meta-data/",
+    "http://10.1.2.3/x", "https://192.168.0.1/x", "http://100.64.0.1/x", "http://0.0.0.0/x",
+])
+def test_the_worker_fetches_only_public_addresses_unless_listed(http_url: str, url: str) -> None:
+    # The address is checked before any connection, so none of these is ever reached.
+    uri = url.format(port=http_url.rsplit(":", 1)[1])
+    with pytest.raises(DocumentError, match=f"not a public address.*{PRIVATE_URLS_ENV}") as e:
+        Loader(URI, {}).load(uri)
+    assert e.value.step == "loading" and not e.value.transient and uri in str(e.value)
+
+
+def test_listed_private_urls_and_their_redirects(http_url: str) -> None:
+    port = http_url.rsplit(":", 1)[1]
+    assert isinstance(Loader(URI, {PRIVATE_URLS_ENV: f"http://127.0.0.1:{port}/sized"}).load(
+        f"{http_url}/sized"), Document)
+    # Listed by path: another path on the same server is not.
+    with pytest.raises(DocumentError, match="not a public address"):
+        Loader(URI, {PRIVATE_URLS_ENV: f"http://127.0.0.1:{port}/sized"}).load(f"{http_url}/unsized")
+    with pytest.raises(ConfigError, match=PRIVATE_URLS_ENV):
+        Loader(URI, {PRIVATE_URLS_ENV: "intranet:8080"}).load(f"{http_url}/sized")
 
 
 def test_load_many_keeps_order_and_outcomes(tmp_path: Path) -> None:

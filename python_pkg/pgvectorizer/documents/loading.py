@@ -5,8 +5,9 @@ loading_column on a text column hands its text on unchanged; on a bytea column t
 URI that the column holds: s3:// with boto3 (credentials, endpoint and region as every AWS SDK
 reads them, so AWS, MinIO, R2 and GCS's S3 API work alike), http(s):// with httpx (streamed,
 size-capped, bounded timeouts and redirects), file:// only under the directories that the
-operator lists in PGVECTORIZER_FILE_ROOTS. Inside PostgreSQL (server_side) an HTTP URI must
-also pass the endpoint allow-list that the embedders use, so the server fetches nothing its
+operator lists in PGVECTORIZER_FILE_ROOTS. An HTTP URI (and each redirect) must resolve to a
+public address unless the operator lists it (reach.py); inside PostgreSQL (server_side) it must
+pass the endpoint allow-list that the embedders use instead, so the server fetches nothing its
 operator has not allowed. Every failure is a DocumentError("loading") naming the URI.
 """
 
@@ -159,6 +160,8 @@ class Loader:
 
     def _check_endpoint(self, uri: str, url: str) -> None:
         if not self.server_side:
+            from .reach import check_public
+            check_public(uri, url, self.env)
             return
         from ..endpoints import check_server_endpoint
         try:
