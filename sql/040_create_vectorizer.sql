@@ -151,6 +151,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use ai.embedding_openai, ai.embedding_ollama, ai.embedding_sentence_transformers, ai.embedding_voyageai or ai.embedding_litellm.';
     END IF;
+    -- The LiteLLM providers the worker has a client for (pgvectorizer.embedders.litellm.PROVIDERS).
+    IF embedding->>'implementation' = 'litellm'
+       AND split_part(embedding->>'model', '/', 1) NOT IN ('cohere', 'mistral', 'azure', 'bedrock', 'vertex_ai', 'huggingface') THEN
+        RAISE EXCEPTION 'create_vectorizer: embedding_litellm provider % is not supported', quote_literal(split_part(embedding->>'model', '/', 1))
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Supported: cohere/, mistral/, azure/, bedrock/, vertex_ai/, huggingface/. For an OpenAI-compatible server (a LiteLLM proxy, vLLM, TEI) use ai.embedding_openai with base_url.';
+    END IF;
     dims := (embedding->>'dimensions')::int4;
     IF dims IS NULL OR dims < 1 OR dims > 16000 THEN
         RAISE EXCEPTION 'create_vectorizer: embedding dimensions must be between 1 and 16000, got %', quote_nullable(embedding->>'dimensions')

@@ -292,6 +292,14 @@ def test_unknown_provider_or_model(model: str, message: str) -> None:
         make_embedder(config(model, 8), {})
 
 
+def test_create_vectorizer_knows_the_same_providers() -> None:
+    # create_vectorizer refuses other prefixes up front; its list must be the worker's.
+    from pgvectorizer.embedders.litellm import PROVIDERS
+    source = (Path(__file__).parents[2] / "sql" / "040_create_vectorizer.sql").read_text()
+    listed = source.split("split_part(embedding->>'model', '/', 1) NOT IN (", 1)[1].split(")", 1)[0]
+    assert [p.strip().strip("'") for p in listed.split(",")] == list(PROVIDERS)
+
+
 @pytest.mark.parametrize("option", ["api_key", "aws_session_token", "vertex_credentials"])
 def test_secrets_in_extra_options_are_refused(option: str) -> None:
     with pytest.raises(ConfigError, match=f"may not hold '{option}', a secret"):
@@ -471,6 +479,17 @@ def test_vertex_credentials_inline_and_project_from_them(srv: FakeLiteLLM) -> No
     seen = srv.of("vertex")[0]
     assert "/projects/sa-project/locations/us-central1/" in seen.path
     assert seen.body["instances"] == [{"content": "q", "task_type": "RETRIEVAL_QUERY"}]
+
+
+def test_vertex_reads_pgais_variable_names(srv: FakeLiteLLM, tmp_path: Path) -> None:
+    # pgai's docs: VERTEX_PROJECT and, as api_key_name, VERTEX_CREDENTIALS (a file's path).
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps(service_account(f"{srv.url}/token", project="from-sa")))
+    env = {"VERTEX_CREDENTIALS": str(path), "VERTEX_PROJECT": "docs-project",
+           "VERTEX_LOCATION": "europe-west1", "VERTEXAI_API_BASE": srv.url}
+    made = make_embedder(config("vertex_ai/text-embedding-005", 768, "VERTEX_CREDENTIALS"), env)
+    made.embed(["q"])
+    assert "/projects/docs-project/locations/europe-west1/" in srv.of("vertex")[0].path
 
 
 def test_vertex_token_goes_only_to_googles_endpoint(srv: FakeLiteLLM, tmp_path: Path) -> None:

@@ -36,5 +36,8 @@ SELECT ai.create_vectorizer('prov_doc'::regclass, loading => ai.loading_column('
     scheduling => ai.scheduling_none()) > 0 AS created;
 SELECT format_type(atttypid, atttypmod) FROM pg_attribute
 WHERE attrelid = 'prov_doc_litellm_store'::regclass AND attname = 'embedding';
+SELECT ai.create_vectorizer('prov_doc'::regclass, loading => ai.loading_column('body'),
+    embedding => ai.embedding_litellm('groq/some-embed', 768), destination => ai.destination_table('prov_doc_groq'),
+    scheduling => ai.scheduling_none());
 SELECT ai.drop_vectorizer(id, drop_all => true) FROM ai.vectorizer WHERE source_table = 'prov_doc';
 DROP TABLE prov_doc;

@@ -63,6 +63,9 @@ from pgvectorizer.errors import (
 
 PROJECT_ENV = "VERTEXAI_PROJECT"
 LOCATION_ENV = "VERTEXAI_LOCATION"
+# pgai's docs name VERTEX_PROJECT (and so VERTEX_LOCATION): read after LiteLLM's names.
+OTHER_PROJECT_ENV = "VERTEX_PROJECT"
+OTHER_LOCATION_ENV = "VERTEX_LOCATION"
 BASE_URL_ENV = "VERTEXAI_API_BASE"
 DEFAULT_LOCATION = "us-central1"
 DEFAULT_CREDENTIALS_NAME = "GOOGLE_APPLICATION_CREDENTIALS"
@@ -89,7 +92,8 @@ _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]*")
 def location(spec: Spec, env: Mapping[str, str]) -> str:
     """The region (us-central1, europe-west4, global); ConfigError for anything else."""
     value = (opt_str(spec, "vertex_location") or opt_str(spec, "vertex_ai_location")
-             or (env.get(LOCATION_ENV) or "").strip() or DEFAULT_LOCATION)
+             or (env.get(LOCATION_ENV) or "").strip() or (env.get(OTHER_LOCATION_ENV) or "").strip()
+             or DEFAULT_LOCATION)
     if not _LOCATION.fullmatch(value):
         raise ConfigError(f"embedding config ({spec.what}): {value!r} is not a Vertex AI "
                           f"location such as us-central1")
@@ -104,7 +108,8 @@ def google_base(loc: str) -> str:
 
 def _project(spec: Spec, env: Mapping[str, str], fallback: str | None) -> str:
     value = (opt_str(spec, "vertex_project") or opt_str(spec, "vertex_ai_project")
-             or (env.get(PROJECT_ENV) or "").strip() or fallback)
+             or (env.get(PROJECT_ENV) or "").strip() or (env.get(OTHER_PROJECT_ENV) or "").strip()
+             or fallback)
     if not value:
         raise ConfigError(f"embedding config ({spec.what}): no Google Cloud project; give "
                           f"extra_options.vertex_project or set {PROJECT_ENV}")
