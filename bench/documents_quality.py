@@ -9,29 +9,31 @@ indexing_none and scheduling_none, and is drained by the worker (one `--once` pa
 process). Each query is embedded by the same model; a store ranks its documents by their best
 chunk's cosine similarity, and the script prints nDCG@10 per type and its ratio to the column's.
 
-    python3 bench/documents_quality.py                  # 200 documents: about 5-8 minutes on 2 cores
+    python3 bench/documents_quality.py                  # 193 documents here: about 5 minutes on 2 cores
     BENCH_DOCS=40 python3 bench/documents_quality.py    # a quick look
 
 The set is a *known-item* set, not a human-labelled retrieval set: no labelled set (BEIR,
-ir_datasets, MTEB) can be installed here without downloading its data at run time, and none
-ships inside a package on the reachable registries. The documents are public text that ships
-with Python itself: the entries of pydoc_data.topics.topics (the `help()` topics) and the
-docstrings (inspect.getdoc) of the importable standard-library modules and their submodules,
-with typographic quotes and dashes made ASCII and tabs expanded, cut into parts of at most CUT
-characters at paragraph (else sentence) ends. A source's first PARTS parts that are at least
-MIN_CHARS long become documents, except those still outside Latin-1 (the PDF's core fonts) and
-duplicates; of more than BENCH_DOCS, a fixed choice (by a hash of the name) is kept. Each document's query is one sentence of its own prose,
-chosen deterministically: the longest sentence of 8-50 words after the first one (left in the
-document). A query's relevant documents are the ones whose text holds that exact sentence
-(whitespace collapsed): usually one. So the score measures whether a document's text survives
-loading, parsing and chunking well enough to be found again by a sentence of it, not how well
-the model answers real questions. The documents and queries depend on the Python version.
+ir_datasets, MTEB) can be installed here without downloading its data at run time, and none of
+the packages checked on the reachable registries ships one inside its wheel. The documents are
+public text that ships with Python itself: the entries of pydoc_data.topics.topics (the `help()`
+topics) and the docstrings (inspect.getdoc) of the importable standard-library modules and their
+submodules, with typographic quotes and dashes made ASCII and tabs expanded, cut into parts of
+at most CUT characters at paragraph (else sentence) ends. A source's first PARTS parts that are
+at least MIN_CHARS long become documents, except those still outside Latin-1 (the PDF's core
+fonts) and duplicates; of more than BENCH_DOCS, a fixed choice (by a hash of the name) is kept.
+Each document's query is one sentence of its own prose, chosen deterministically: the longest
+sentence of 8-50 words after the first one (left in the document). A query's relevant documents
+are the ones whose text holds that exact sentence (whitespace collapsed): usually one. So the
+score measures whether a document's text survives loading, parsing and chunking well enough to
+be found again by a sentence of it, not how well the model answers real questions. The documents
+and queries depend on the Python version.
 
 Per type it also prints the wall seconds of the worker's pass, how much of each document's
 words the parser gives back in order (the parser run here on the same files), and in how many
 places the parsed text has a control character between two words: the model's tokenizer
 deletes it, joining the words. Writes the per-query ranks, parsed samples and a summary to
-bench/out/documents_quality/. Drops and recreates the database $BENCH_DB (bench_docq).
+bench/out/documents_quality/. Drops and recreates the database $BENCH_DB (bench_docq), and drops
+it at the end.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ SELECT count(*) AS event_triggers FROM pg_event_trigger;
 SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'ai';
 -- Its PL/Python entry points are there, and say what to use instead.
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 SELECT ai.execute_vectorizer(1);
 CALL ai._vectorizer_job(1);
 SELECT ai.embed('{"implementation": "openai"}'::jsonb, 'hello');
