@@ -54,7 +54,7 @@ def test_options_and_keep_alive_sent(server: FakeOllama) -> None:
 
 
 def test_splits_requests(server: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ollama_mod, "MAX_INPUTS", 2)
+    monkeypatch.setattr(ollama_mod.OllamaEmbedder, "max_inputs", 2)
     texts = [f"t{i}" for i in range(5)]
     vectors = embedder(server).embed(texts)
     assert [p["input"] for p in server.payloads] == [["t0", "t1"], ["t2", "t3"], ["t4"]]

@@ -53,6 +53,27 @@ def test_pptx_slides() -> None:
     assert "Glaciology" in text and d.PPTX_SENTENCE in text
 
 
+def test_pptx_line_breaks_inside_a_paragraph_stay_breaks() -> None:
+    import pptx
+
+    presentation = pptx.Presentation()
+    box = presentation.slides.add_slide(presentation.slide_layouts[6]).shapes.add_textbox(0, 0, 100, 100)
+    run = box.text_frame.paragraphs[0]
+    run.text = "first line"
+    run.add_line_break()   # Shift+Enter: python-pptx reads it back as a vertical tab
+    run.add_run().text = "second line"
+    out = io.BytesIO()
+    presentation.save(out)
+    text = parse(out.getvalue(), name="deck.pptx")
+    assert "first line\nsecond line" in text and "\x0b" not in text
+
+
+def test_html_text_is_not_markdown_escaped() -> None:
+    page = b"<p>Call handle_read() with a[2*k+1] and *may* [sic] or 1. ok</p>"
+    text = parse(page, name="page.html")
+    assert "handle_read() with a[2*k+1] and *may* [sic] or 1. ok" in text
+
+
 def test_html_to_markdown_without_scripts() -> None:
     text = parse(d.html_document(), name="page.html")
     assert "# Vineyards" in text

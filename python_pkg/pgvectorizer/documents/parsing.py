@@ -174,15 +174,22 @@ def _parse_pptx(doc: Document) -> str:
         parts = [f"## Slide {number}"]
         for shape in slide.shapes:
             if getattr(shape, "has_text_frame", False) and shape.text_frame.text.strip():
-                parts.append(shape.text_frame.text.strip())
+                parts.append(_pptx_text(shape.text_frame.text))
             elif getattr(shape, "has_table", False):
-                parts.append(_table_markdown([[c.text for c in row.cells] for row in shape.table.rows]))
+                parts.append(_table_markdown([[_pptx_text(c.text) for c in row.cells]
+                                              for row in shape.table.rows]))
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
-            notes = slide.notes_slide.notes_text_frame.text.strip()
+            notes = _pptx_text(slide.notes_slide.notes_text_frame.text)
             if notes:
                 parts.append(notes)
         slides.append("\n\n".join(parts))
     return "\n\n".join(slides)
+
+
+def _pptx_text(text: str) -> str:
+    # python-pptx gives a line break inside a paragraph (Shift+Enter) as a vertical tab, which
+    # tokenizers drop, gluing the words on either side into one.
+    return text.replace("\x0b", "\n").strip()
 
 
 def _parse_html(doc: Document) -> str:
@@ -192,7 +199,10 @@ def _parse_html(doc: Document) -> str:
     soup = BeautifulSoup(_decode(doc), "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
-    text: str = MarkdownConverter(heading_style="ATX").convert_soup(soup)
+    # No Markdown escapes: the text is embedded, not rendered, and handle\_read() or 2\*k
+    # is not what the page says.
+    text: str = MarkdownConverter(heading_style="ATX", escape_underscores=False,
+                                  escape_asterisks=False, escape_misc=False).convert_soup(soup)
     # markdownify keeps the blank lines between blocks; three or more say nothing more.
     lines = [line.rstrip() for line in text.splitlines()]
     out: list[str] = []

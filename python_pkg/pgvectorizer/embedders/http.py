@@ -251,3 +251,29 @@ def batch_ranges(texts: Sequence[str], max_count: int, max_bytes: int) -> Iterat
         size += nbytes
     if start < len(texts):
         yield start, len(texts)
+
+
+class BatchedHTTPEmbedder:
+    """What the HTTP embedders share: texts split into requests within the provider's limits,
+    answers stacked in order, one pooled client. A subclass sets dimensions, _client,
+    max_inputs (texts per request) and max_request_bytes (UTF-8 bytes, standing for tokens),
+    and sends one request in _request."""
+
+    dimensions: int
+    max_inputs: int
+    max_request_bytes: int
+    _client: httpx.Client
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 (len(texts), dimensions); several requests when texts exceed the limits."""
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for start, end in batch_ranges(texts, self.max_inputs, self.max_request_bytes):
+            out[start:end] = self._request(texts[start:end])
+        return out
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._client.close()
+
+    def _request(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError

@@ -10,7 +10,7 @@ import numpy as np
 
 from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
-    batch_ranges,
+    BatchedHTTPEmbedder,
     count_error,
     dimension_error,
     make_client,
@@ -49,8 +49,11 @@ def ollama_base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return host.rstrip("/")
 
 
-class OllamaEmbedder:
+class OllamaEmbedder(BatchedHTTPEmbedder):
     """Embeds with a model served by Ollama; thread-safe, one connection pool."""
+
+    max_inputs = MAX_INPUTS
+    max_request_bytes = MAX_REQUEST_BYTES
 
     def __init__(self, config: Mapping[str, Any], env: Mapping[str, str]) -> None:
         self.model = config_str(config, "model")
@@ -66,17 +69,6 @@ class OllamaEmbedder:
         self._client = make_client(env)
         self._url = f"{self.base_url}/api/embed"
         self._what = f"Ollama model {self.model} at {self.base_url}"
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 (len(texts), dimensions), in requests of at most MAX_INPUTS texts."""
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start, end in batch_ranges(texts, MAX_INPUTS, MAX_REQUEST_BYTES):
-            out[start:end] = self._request(texts[start:end])
-        return out
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self._client.close()
 
     def _request(self, texts: Sequence[str]) -> np.ndarray:
         payload: dict[str, Any] = {"model": self.model, "input": list(texts)}

@@ -19,7 +19,7 @@ import numpy as np
 
 from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
-    batch_ranges,
+    BatchedHTTPEmbedder,
     decode_data,
     key_refusal,
     make_client,
@@ -62,8 +62,10 @@ def voyage_base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return config_str(config, "base_url", operator_base_url(env)).rstrip("/")
 
 
-class VoyageAIEmbedder:
+class VoyageAIEmbedder(BatchedHTTPEmbedder):
     """Embeds through Voyage's /embeddings; thread-safe, one connection pool."""
+
+    max_inputs = MAX_INPUTS
 
     def __init__(self, config: Mapping[str, Any], env: Mapping[str, str]) -> None:
         self.model = config_str(config, "model")
@@ -92,18 +94,7 @@ class VoyageAIEmbedder:
         self._url = f"{self.base_url}/embeddings"
         self._what = f"Voyage AI model {self.model} at {self.base_url}"
         self._refusal = key_refusal(self._what, self.api_key_name)
-        self._max_tokens = max_request_tokens(self.model)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 (len(texts), dimensions); several requests when texts exceed the limits."""
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start, end in batch_ranges(texts, MAX_INPUTS, self._max_tokens):
-            out[start:end] = self._request(texts[start:end])
-        return out
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self._client.close()
+        self.max_request_bytes = max_request_tokens(self.model)
 
     def _request(self, texts: Sequence[str]) -> np.ndarray:
         payload: dict[str, Any] = {"model": self.model, "input": list(texts),

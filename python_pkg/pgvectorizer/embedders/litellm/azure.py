@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 
 from pgvectorizer.embedders.http import (
-    batch_ranges,
+    BatchedHTTPEmbedder,
     decode_data,
     key_refusal,
     make_client,
@@ -105,8 +105,11 @@ def server_targets(spec: Spec, env: Mapping[str, str]) -> list[tuple[str, list[s
     return [(embed_url(spec, env), _trusted(spec, env))]
 
 
-class AzureEmbedder:
+class AzureEmbedder(BatchedHTTPEmbedder):
     """Embeds through an Azure OpenAI deployment; thread-safe, one connection pool."""
+
+    max_inputs = MAX_INPUTS
+    max_request_bytes = MAX_REQUEST_TOKENS
 
     def __init__(self, spec: Spec, env: Mapping[str, str]) -> None:
         self.spec = spec
@@ -131,17 +134,6 @@ class AzureEmbedder:
         self._client = make_client(client_env(spec, env), {"api-key": key})
         self._what = f"Azure OpenAI deployment {spec.model} at {self.base_url}"
         self._refusal = key_refusal(self._what, self.api_key_name)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 (len(texts), dimensions); several requests when texts exceed the limits."""
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start, end in batch_ranges(texts, MAX_INPUTS, MAX_REQUEST_TOKENS):
-            out[start:end] = self._request(texts[start:end])
-        return out
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self._client.close()
 
     def _request(self, texts: Sequence[str]) -> np.ndarray:
         payload: dict[str, Any] = {"input": list(texts), "encoding_format": self.encoding}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pgvectorizer.embedders.http import (
-    batch_ranges,
+    BatchedHTTPEmbedder,
     key_refusal,
     make_client,
     post_json,
@@ -69,8 +69,11 @@ def _operator_defaults(spec: Spec, env: Mapping[str, str]) -> list[str]:
     return [operator_url(env, BASE_URL_ENV) or DEFAULT_BASE_URL]
 
 
-class CohereEmbedder:
+class CohereEmbedder(BatchedHTTPEmbedder):
     """Embeds through Cohere's /v2/embed; thread-safe, one connection pool."""
+
+    max_inputs = MAX_INPUTS
+    max_request_bytes = MAX_REQUEST_BYTES
 
     def __init__(self, spec: Spec, env: Mapping[str, str]) -> None:
         self.spec = spec
@@ -89,17 +92,6 @@ class CohereEmbedder:
         self._client = make_client(client_env(spec, env), {"Authorization": f"Bearer {key}"})
         self._what = f"Cohere model {spec.model} at {self.base_url}"
         self._refusal = key_refusal(self._what, self.api_key_name)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 (len(texts), dimensions), in requests of at most 96 texts."""
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start, end in batch_ranges(texts, MAX_INPUTS, MAX_REQUEST_BYTES):
-            out[start:end] = self._request(texts[start:end])
-        return out
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self._client.close()
 
     def _request(self, texts: Sequence[str]) -> np.ndarray:
         payload: dict[str, Any] = {"model": self.spec.model, "texts": list(texts),

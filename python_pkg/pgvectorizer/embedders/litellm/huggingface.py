@@ -25,7 +25,7 @@ from urllib.parse import quote
 import numpy as np
 
 from pgvectorizer.embedders.http import (
-    batch_ranges,
+    BatchedHTTPEmbedder,
     count_error,
     dimension_error,
     key_refusal,
@@ -74,8 +74,11 @@ def server_targets(spec: Spec, env: Mapping[str, str]) -> list[tuple[str, list[s
     return [(embed_url(spec, env), _operator_defaults(env))]
 
 
-class HuggingFaceEmbedder:
+class HuggingFaceEmbedder(BatchedHTTPEmbedder):
     """Embeds through the feature-extraction task; thread-safe, one connection pool."""
+
+    max_inputs = MAX_INPUTS
+    max_request_bytes = MAX_REQUEST_BYTES
 
     def __init__(self, spec: Spec, env: Mapping[str, str]) -> None:
         self.spec = spec
@@ -108,17 +111,6 @@ class HuggingFaceEmbedder:
         self._client = make_client(client_env(spec, env), headers)
         self._what = f"Hugging Face model {spec.model} at {self.url}"
         self._refusal = key_refusal(self._what, self.api_key_name)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 (len(texts), dimensions), in requests of at most 32 texts."""
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start, end in batch_ranges(texts, MAX_INPUTS, MAX_REQUEST_BYTES):
-            out[start:end] = self._request(texts[start:end])
-        return out
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self._client.close()
 
     def _request(self, texts: Sequence[str]) -> np.ndarray:
         payload: dict[str, Any] = {"inputs": list(texts), **self.parameters}

@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 
 from pgvectorizer.embedders.http import (
-    batch_ranges,
+    BatchedHTTPEmbedder,
     make_client,
     post_json,
     server_message,
@@ -275,8 +275,10 @@ class _BearerAuth(httpx.Auth):
         yield request
 
 
-class VertexEmbedder:
+class VertexEmbedder(BatchedHTTPEmbedder):
     """Embeds through a Vertex AI text-embedding model; thread-safe, one connection pool."""
+
+    max_request_bytes = MAX_REQUEST_TOKENS
 
     def __init__(self, spec: Spec, env: Mapping[str, str]) -> None:
         self.spec = spec
@@ -287,8 +289,8 @@ class VertexEmbedder:
         opt_dimensions(spec)
         # The gecko models make one size and take no outputDimensionality.
         self.send_dimensions = not spec.model.startswith("textembedding-gecko")
-        self.max_instances = (GEMINI_MAX_INSTANCES if spec.model.startswith("gemini-embedding")
-                              else MAX_INSTANCES)
+        self.max_inputs = (GEMINI_MAX_INSTANCES if spec.model.startswith("gemini-embedding")
+                           else MAX_INSTANCES)
         self.base_url = base_url(spec, env)
         names = ([spec.api_key_name] if spec.api_key_name
                  else [DEFAULT_CREDENTIALS_NAME, *OWN_CREDENTIALS_NAMES])
@@ -313,15 +315,8 @@ class VertexEmbedder:
         self._client.auth = _BearerAuth(self._tokens)
         self._what = f"Vertex AI model {spec.model} at {self.base_url}"
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 (len(texts), dimensions); several requests when texts exceed the limits."""
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start, end in batch_ranges(texts, self.max_instances, MAX_REQUEST_TOKENS):
-            out[start:end] = self._request(texts[start:end])
-        return out
-
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections, the token endpoint's too."""
         self._client.close()
         self._token_client.close()
 
