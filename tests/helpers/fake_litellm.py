@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.helpers.fake_openai import fake_vector
+from tests.helpers.threads import serving
 
 COHERE_KEY = "co-test-key"
 MISTRAL_KEY = "mi-test-key"
@@ -130,14 +131,8 @@ class FakeLiteLLM(ThreadingHTTPServer):
 
 @contextmanager
 def running() -> Iterator[FakeLiteLLM]:
-    srv = FakeLiteLLM()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(FakeLiteLLM()) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 _VERTEX = re.compile(r"/v1/projects/([^/]+)/locations/([^/]+)/publishers/google/models/(.+):predict")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.helpers.fake_openai import fake_vector
+from tests.helpers.threads import serving
 
 MODEL = "nomic-embed-text"  # the only model the fake has "pulled"
 DIMS = 8  # the size of its vectors
@@ -28,14 +28,8 @@ class FakeOllama(ThreadingHTTPServer):
 @contextmanager
 def running() -> Iterator[FakeOllama]:
     """A FakeOllama served on a thread until the block ends."""
-    srv = FakeOllama()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)  # a quick shutdown
-    thread.start()
-    try:
+    with serving(FakeOllama()) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tests.helpers.fake_openai import fake_vector
+from tests.helpers.threads import serving
 
 MODELS = {"voyage-3.5": 1024, "voyage-3.5-lite": 1024, "voyage-3-lite": 512, "voyage-code-3": 1024}
 KEY = "pa-test-voyage-key"
@@ -55,14 +56,8 @@ class FakeVoyage(ThreadingHTTPServer):
 
 @contextmanager
 def running() -> Iterator[FakeVoyage]:
-    srv = FakeVoyage()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(FakeVoyage()) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socketserver
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 JOIN_TIMEOUT = 60.0   # seconds; only reached when something is stuck
 
@@ -43,3 +45,19 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.005)
+
+
+S = TypeVar("S", bound=socketserver.BaseServer)
+
+
+@contextmanager
+def serving(server: S) -> Iterator[S]:
+    """A socketserver (a fake provider) served on a thread until the block ends; its
+    serve_forever polls every 0.05 s so that shutdown is quick."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
