@@ -169,3 +169,20 @@ def test_a_row_claimed_to_its_limit_without_a_result_goes_to_the_failed_items(db
     got = rows(db, f"SELECT id, attempts, failure_step, error FROM ai._vectorizer_q_failed_{vid} ORDER BY id")
     assert [(i, n, step) for i, n, step, _ in got] == [(1, 2, "lost"), (2, 2, "lost")]
     assert "claimed 2 times without a result" in got[0][3]
+
+
+@pytest.mark.parametrize("backlog", [0, 20_000])
+def test_a_backfilled_queue_has_statistics_for_the_claim(db: psycopg.Connection, backlog: int) -> None:
+    """Without them, until autovacuum first analyzes a fresh queue, the claim's look for lost
+    leases plans a scan of the whole backlog instead of the partial index on claimed_by."""
+    db.execute("CREATE TABLE big (id int PRIMARY KEY, body text)")
+    db.execute("INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, %s) g", (backlog,))
+    vid = create_vectorizer(db, "big", enqueue_existing=True)
+    queue = f'ai."{vectorizer(db, vid)["queue_table"]}"'
+    analyzed = scalar(db, "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                      (queue,))
+    assert analyzed is (backlog > 0)   # an empty backfill costs nothing
+    if backlog:
+        assert scalar(db, "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (queue,)) == backlog
+        plan = "\n".join(r for (r,) in rows(db, f"EXPLAIN SELECT ctid FROM {queue} WHERE claimed_by IS NOT NULL"))
+        assert "claimed_by_idx" in plan and "Seq Scan" not in plan, plan
