@@ -127,6 +127,17 @@ SELECT ai.grant_vectorizer_usage(u.grantee::regrole::text::name,
            AND a.grantee <> 0 AND a.grantee <> c.relowner) AS u
  ORDER BY u.grantee;
 
+-- Stores keep their rows whole in the heap (ai._vectorizer_store_storage); new rows only, and
+-- a moment's lock on each store, none on a source.
+-- @create ai._vectorizer_store_storage
+-- @replace ai._vectorizer_create_destination
+SELECT ai._vectorizer_store_storage(to_regclass(format('%I.%I', v.config->'destination'->>'target_schema',
+                                                       v.config->'destination'->>'target_table')))
+  FROM ai.vectorizer AS v
+ WHERE v.config->'destination'->>'implementation' = 'table'
+   AND to_regclass(format('%I.%I', v.config->'destination'->>'target_schema', v.config->'destination'->>'target_table')) IS NOT NULL
+ ORDER BY v.id;
+
 -- Every existing vectorizer's functions, as this version makes them.
 -- @create ai._vectorizer_rebuild
 SELECT ai._vectorizer_rebuild(v) FROM ai.vectorizer AS v ORDER BY v.id;

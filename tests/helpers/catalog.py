@@ -36,7 +36,7 @@ QUERIES: dict[str, str] = {
     "columns": """
         SELECT a.attrelid::regclass::text, a.attname, format_type(a.atttypid, a.atttypmod),
                a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
-               a.attacl::text, col_description(a.attrelid, a.attnum)
+               a.attacl::text, col_description(a.attrelid, a.attnum), a.attstorage
           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE c.relnamespace::regnamespace::text = ANY (%(schemas)s)

@@ -186,3 +186,18 @@ def test_a_backfilled_queue_has_statistics_for_the_claim(db: psycopg.Connection,
         assert scalar(db, "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (queue,)) == backlog
         plan = "\n".join(r for (r,) in rows(db, f"EXPLAIN SELECT ctid FROM {queue} WHERE claimed_by IS NOT NULL"))
         assert "claimed_by_idx" in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_store_keeps_its_rows_whole_in_the_heap(db: psycopg.Connection) -> None:
+    """A 768-float vector (3 kB) and an 800-character chunk stay in the heap, uncompressed;
+    TOAST would otherwise move the vector out of line after trying to compress it."""
+    db.execute("CREATE TABLE wide (id int PRIMARY KEY, body text)")
+    create_vectorizer(db, "wide", embedding="ai.embedding_openai('text-embedding-3-small', 768)")
+    store = "public.wide_embedding_store"
+    assert scalar(db, "SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (store,)) == ["toast_tuple_target=8160"]
+    assert scalar(db, "SELECT attstorage FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                  (store,)) == "e"
+    db.execute(f"INSERT INTO {store} (id, chunk_seq, chunk, embedding) "
+               "SELECT g, 0, repeat('word ', 160), array_fill(g::real / 1000, ARRAY[768])::vector "
+               "FROM generate_series(1, 200) g")
+    assert scalar(db, "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = %s::regclass", (store,)) == 0
