@@ -86,6 +86,11 @@ DECLARE
     filter_cols  name[];
     col          name;
     dims         int4;
+    cron         text;
+    -- A pg_cron job runs the vectorizer's Python in the server: the extension's alone, and only
+    -- for vectorizer admins (ai._vectorizer_is_admin).
+    cron_runs    bool := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
+                         AND ai.install_mode() = 'extension' AND ai._vectorizer_is_admin(current_user);
 BEGIN
     SELECT n.nspname, c.relname INTO src_schema, src_table
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
@@ -114,31 +119,22 @@ BEGIN
     END IF;
     scheduling := coalesce(scheduling, ai.scheduling_default());
     IF scheduling->>'implementation' = 'default' THEN
-        -- A pg_cron job runs the vectorizer's Python in the server: the extension's alone, and
-        -- only for vectorizer admins (ai._vectorizer_is_admin).
-        scheduling := CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
-                                AND ai.install_mode() = 'extension' AND ai._vectorizer_is_admin(current_user)
-                           THEN ai.scheduling_pg_cron() ELSE ai.scheduling_none() END;
+        scheduling := CASE WHEN cron_runs THEN ai.scheduling_pg_cron() ELSE ai.scheduling_none() END;
     ELSIF scheduling->>'implementation' = 'timescaledb' THEN
         -- pgai's TimescaleDB job: the same rules, on the nearest cron schedule.
-        DECLARE
-            cron text := ai._cron_schedule((scheduling->>'schedule_interval')::interval,
-                                           (scheduling->>'initial_start')::timestamptz);
-        BEGIN
-            IF cron IS NULL THEN
-                RAISE EXCEPTION 'create_vectorizer: scheduling_timescaledb every % has no cron schedule', scheduling->>'schedule_interval'
-                    USING ERRCODE = 'invalid_parameter_value',
-                          HINT = 'Use seconds under a minute, minutes that divide an hour, hours that divide a day, a day or a week; or pass ai.scheduling_pg_cron(''...'').';
-            END IF;
-            IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
-               AND ai.install_mode() = 'extension' AND ai._vectorizer_is_admin(current_user) THEN
-                RAISE NOTICE 'create_vectorizer: scheduling_timescaledb runs as pg_cron schedule ''%'' (cron.timezone)', cron;
-                scheduling := ai.scheduling_pg_cron(cron, least(240, greatest(1, extract(epoch FROM (scheduling->>'schedule_interval')::interval)::int4 - 10)));
-            ELSE
-                RAISE NOTICE 'create_vectorizer: scheduling_timescaledb has no job here; run pgvectorizer worker to process this vectorizer';
-                scheduling := ai.scheduling_none();
-            END IF;
-        END;
+        cron := ai._cron_schedule((scheduling->>'schedule_interval')::interval,
+                                  (scheduling->>'initial_start')::timestamptz);
+        IF cron IS NULL THEN
+            RAISE EXCEPTION 'create_vectorizer: scheduling_timescaledb every % has no cron schedule', scheduling->>'schedule_interval'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use seconds under a minute, minutes that divide an hour, hours that divide a day, a day or a week; or pass ai.scheduling_pg_cron(''...'').';
+        ELSIF cron_runs THEN
+            RAISE NOTICE 'create_vectorizer: scheduling_timescaledb runs as pg_cron schedule ''%'' (cron.timezone)', cron;
+            scheduling := ai.scheduling_pg_cron(cron, least(240, greatest(1, extract(epoch FROM (scheduling->>'schedule_interval')::interval)::int4 - 10)));
+        ELSE
+            RAISE NOTICE 'create_vectorizer: scheduling_timescaledb has no job here; run pgvectorizer worker to process this vectorizer';
+            scheduling := ai.scheduling_none();
+        END IF;
     END IF;
 
     IF loading->>'implementation' IS NULL OR loading->>'implementation' NOT IN ('column', 'uri') THEN

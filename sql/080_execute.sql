@@ -107,6 +107,32 @@ BEGIN
     END IF;
 END $$;
 
+-- The CREATE INDEX of an indexing config, for a store's column: HNSW (pgvector's operator
+-- classes, schema-qualified) or DiskANN (pgvectorscale's default, cosine, operator class).
+CREATE FUNCTION ai._index_statement(ix jsonb, idx_name name, tbl regclass, col name) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    opts text;
+BEGIN
+    IF ix->>'implementation' = 'hnsw' THEN
+        opts := nullif(concat_ws(', ', 'm = ' || (ix->>'m')::int4, 'ef_construction = ' || (ix->>'ef_construction')::int4), '');
+        RETURN format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %s USING hnsw (%I %I.%I)%s',
+                      idx_name, tbl, col, ai._vector_schema(), ix->>'opclass', ' WITH (' || opts || ')');
+    END IF;
+    IF ix->>'implementation' = 'diskann' THEN
+        opts := nullif(concat_ws(', ', 'storage_layout = ' || quote_literal(ix->>'storage_layout'),
+                                 'num_neighbors = ' || (ix->>'num_neighbors')::int4,
+                                 'search_list_size = ' || (ix->>'search_list_size')::int4,
+                                 'max_alpha = ' || (ix->>'max_alpha')::float8,
+                                 'num_dimensions = ' || (ix->>'num_dimensions')::int4,
+                                 'num_bits_per_dimension = ' || (ix->>'num_bits_per_dimension')::int4), '');
+        RETURN format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %s USING diskann (%I)%s',
+                      idx_name, tbl, col, ' WITH (' || opts || ')');
+    END IF;
+    RETURN NULL;
+END $$;
+
 CREATE FUNCTION ai._vectorizer_index_plan(vectorizer_id int4) RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$

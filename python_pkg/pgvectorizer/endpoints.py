@@ -141,9 +141,14 @@ def key_endpoints(env: Mapping[str, str]) -> dict[str, tuple[Endpoint, ...]]:
 
 def allowed_endpoints(env: Mapping[str, str]) -> tuple[Endpoint, ...]:
     """PGVECTORIZER_ALLOWED_ENDPOINTS as endpoints."""
-    raw = env.get(ALLOWED_ENDPOINTS_ENV) or ""
-    return tuple(parse_endpoint(u, ALLOWED_ENDPOINTS_ENV)
-                 for u in re.split(r"[\s,;]+", raw.strip()) if u)
+    return listed_endpoints(env, ALLOWED_ENDPOINTS_ENV)
+
+
+def listed_endpoints(env: Mapping[str, str], setting: str) -> tuple[Endpoint, ...]:
+    """The URLs of a setting that lists them (separated by whitespace, `,` or `;`) as
+    endpoints; ConfigError naming the setting for a malformed one."""
+    raw = env.get(setting) or ""
+    return tuple(parse_endpoint(u, setting) for u in re.split(r"[\s,;]+", raw.strip()) if u)
 
 
 def url_matches(url: str, listed: str) -> bool:

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from ..errors import EndpointNotAllowed
 from ..settings import tuning_seconds, tuning_whole
 from . import Document, DocumentError
+from .reach import check_public, private_urls
 
 FILE_ROOTS_ENV = "PGVECTORIZER_FILE_ROOTS"  # os.pathsep-separated directories; empty: no file://
 MAX_BYTES_ENV = "PGVECTORIZER_MAX_DOCUMENT_BYTES"
@@ -63,6 +64,7 @@ class Loader:
         # A bad setting is the operator's to fix: ConfigError (naming it) stops the vectorizer.
         self.max_bytes = tuning_whole(self.env, MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
         self.timeout = tuning_seconds(self.env, TIMEOUT_ENV, DEFAULT_TIMEOUT, positive=True)
+        self.private_urls = private_urls(self.env) if not server_side else ()
         self.roots = tuple(Path(r).resolve() for r in
                            (self.env.get(FILE_ROOTS_ENV) or "").split(os.pathsep) if r.strip())
         self._lock = threading.Lock()
@@ -160,8 +162,7 @@ class Loader:
 
     def _check_endpoint(self, uri: str, url: str) -> None:
         if not self.server_side:
-            from .reach import check_public
-            check_public(uri, url, self.env)
+            check_public(uri, url, self.private_urls)
             return
         from ..endpoints import check_server_endpoint
         try:

@@ -17,10 +17,12 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError, MissingDependency, MissingModel
 from . import Document, DocumentError
+
+T = TypeVar("T")
 
 Parser = Callable[[Document], str]
 
@@ -133,15 +135,20 @@ def _table_markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _open_package(doc: Document, kind: str, opener: Callable[[io.BytesIO], T]) -> T:
+    """An Office package opened by its library; a damaged one is this document's failure."""
+    try:
+        return opener(io.BytesIO(doc.data))
+    except Exception as exc:  # noqa: BLE001 - python-docx and python-pptx raise several kinds
+        raise _fail(doc, f"is not a readable {kind} ({type(exc).__name__}: {exc})") from None
+
+
 def _parse_docx(doc: Document) -> str:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    try:
-        document = docx.Document(io.BytesIO(doc.data))
-    except Exception as exc:  # noqa: BLE001 - python-docx raises several kinds for a damaged package
-        raise _fail(doc, f"is not a readable DOCX ({type(exc).__name__}: {exc})") from None
+    document = _open_package(doc, "DOCX", docx.Document)
     blocks: list[str] = []
     for child in document.element.body.iterchildren():
         tag = child.tag.rsplit("}", 1)[-1]
@@ -165,10 +172,7 @@ def _parse_docx(doc: Document) -> str:
 def _parse_pptx(doc: Document) -> str:
     import pptx
 
-    try:
-        presentation = pptx.Presentation(io.BytesIO(doc.data))
-    except Exception as exc:  # noqa: BLE001 - python-pptx raises several kinds for a damaged package
-        raise _fail(doc, f"is not a readable PPTX ({type(exc).__name__}: {exc})") from None
+    presentation = _open_package(doc, "PPTX", pptx.Presentation)
     slides: list[str] = []
     for number, slide in enumerate(presentation.slides, start=1):
         parts = [f"## Slide {number}"]

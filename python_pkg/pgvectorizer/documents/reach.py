@@ -19,21 +19,23 @@ URLs and resolving through a resolver that pins answers closes that too.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from ..endpoints import parse_endpoint
+from ..endpoints import Endpoint, listed_endpoints
 from . import DocumentError
 
 PRIVATE_URLS_ENV = "PGVECTORIZER_LOAD_PRIVATE_URLS"
 
 
-def check_public(uri: str, url: str, env: Mapping[str, str]) -> None:
-    """DocumentError("loading") when url's host is not a public address and is not listed."""
-    listed = [parse_endpoint(u, PRIVATE_URLS_ENV)
-              for u in re.split(r"[\s,;]+", (env.get(PRIVATE_URLS_ENV) or "").strip()) if u]
+def private_urls(env: Mapping[str, str]) -> tuple[Endpoint, ...]:
+    """PGVECTORIZER_LOAD_PRIVATE_URLS; ConfigError naming it when an entry is malformed."""
+    return listed_endpoints(env, PRIVATE_URLS_ENV)
+
+
+def check_public(uri: str, url: str, listed: Sequence[Endpoint]) -> None:
+    """DocumentError("loading") when url's host is not a public address and not `listed`."""
     if any(endpoint.matches(url) for endpoint in listed):
         return
     parts = urlsplit(url)

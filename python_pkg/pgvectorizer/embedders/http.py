@@ -9,6 +9,8 @@ or size of vectors) a ProviderError. Quoted answers are cut short by snippet().
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import json
 import logging
@@ -197,6 +199,18 @@ def number_vector(what: str, embedding: Any) -> np.ndarray:
         raise ProviderError(f"{what} answered with an embedding that is not a flat list of "
                             f"numbers")
     return vector
+
+
+def base64_or_number_vector(what: str, embedding: Any) -> np.ndarray:
+    """An OpenAI-style embedding: base64 of little-endian float32 (encoding_format base64,
+    whatever this machine's byte order), or a list of numbers from a server that ignored it."""
+    if not isinstance(embedding, str):
+        return number_vector(what, embedding)
+    try:
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+    except (binascii.Error, ValueError) as exc:
+        raise ProviderError(f"{what} answered with an embedding that cannot be "
+                            f"decoded: {snippet(str(exc))}") from exc
 
 
 def decode_data(body: Any, n: int, dimensions: int, what: str,

@@ -9,8 +9,6 @@ when the vectors are not ready in time; the embedder then waits on {base_url}/ta
 
 from __future__ import annotations
 
-import base64
-import binascii
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,21 +21,19 @@ import numpy as np
 from pgvectorizer.embedders import config_dimensions, config_str
 from pgvectorizer.embedders.http import (
     DEFAULT_TIMEOUT,
+    base64_or_number_vector,
     batch_ranges,
     decode_data,
     key_refusal,
     make_client,
-    number_vector,
     post_json,
     request_json,
-    snippet,
 )
 from pgvectorizer.endpoints import read_api_key, url_matches
 from pgvectorizer.errors import (
     ApiKeyMissing,
     ConfigError,
     EmbeddingError,
-    ProviderError,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -162,18 +158,8 @@ class OpenAIEmbedder:
             pass  # the service fails unanswered tasks after its pending timeout anyway
 
     def _decode(self, body: Any, n: int) -> np.ndarray:
-        return decode_data(body, n, self.dimensions, self._what, self._vector)
-
-    def _vector(self, embedding: Any) -> np.ndarray:
-        if not isinstance(embedding, str):
-            # A server that ignored encoding_format answers with a list of floats.
-            return number_vector(self._what, embedding)
-        try:
-            # OpenAI's base64 is little-endian float32, whatever this machine's order.
-            return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
-        except (binascii.Error, ValueError) as exc:
-            raise ProviderError(f"{self._what} answered with an embedding that cannot be "
-                                f"decoded: {snippet(str(exc))}") from exc
+        return decode_data(body, n, self.dimensions, self._what,
+                           lambda embedding: base64_or_number_vector(self._what, embedding))
 
 
 def _is_task(body: Any) -> bool:

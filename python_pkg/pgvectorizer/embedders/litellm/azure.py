@@ -19,8 +19,6 @@ extra_options asks for it (text-embedding-3 deployments take it).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -30,23 +28,21 @@ import numpy as np
 
 from pgvectorizer.embedders.http import (
     BatchedHTTPEmbedder,
+    base64_or_number_vector,
     decode_data,
     key_refusal,
     make_client,
-    number_vector,
     post_json,
-    snippet,
 )
 from pgvectorizer.embedders.litellm.common import (
     Spec,
     client_env,
-    missing_key,
     operator_url,
     opt_dimensions,
     opt_str,
-    read_key,
+    require_key,
 )
-from pgvectorizer.errors import ConfigError, ProviderError
+from pgvectorizer.errors import ConfigError
 
 BASE_URL_ENV = "AZURE_API_BASE"
 API_VERSION_ENV = "AZURE_API_VERSION"
@@ -119,18 +115,12 @@ class AzureEmbedder(BatchedHTTPEmbedder):
         self.user = opt_str(spec, "user")
         self.base_url = base_url(spec, env)
         self.url = embed_url(spec, env)
-        self.api_key_name = spec.api_key_name or DEFAULT_API_KEY_NAME
-        key = read_key(env, self.api_key_name, url=self.base_url,
-                       default_name=DEFAULT_API_KEY_NAME, default_urls=_trusted(spec, env),
-                       own_names=OWN_KEY_NAMES)
-        if not key and spec.api_key_name is None:
-            # LiteLLM reads AZURE_OPENAI_API_KEY when AZURE_API_KEY is not set.
-            self.api_key_name = OWN_KEY_NAMES[0]
-            key = read_key(env, self.api_key_name, url=self.base_url,
-                           default_name=DEFAULT_API_KEY_NAME, default_urls=_trusted(spec, env),
-                           own_names=OWN_KEY_NAMES)
-        if not key:
-            raise missing_key(spec, spec.api_key_name or DEFAULT_API_KEY_NAME)
+        # LiteLLM reads AZURE_OPENAI_API_KEY when AZURE_API_KEY is not set.
+        self.api_key_name, key = require_key(
+            spec, env,
+            [spec.api_key_name] if spec.api_key_name else [DEFAULT_API_KEY_NAME, OWN_KEY_NAMES[0]],
+            url=self.base_url, default_name=DEFAULT_API_KEY_NAME,
+            default_urls=_trusted(spec, env), own_names=OWN_KEY_NAMES)
         self._client = make_client(client_env(spec, env), {"api-key": key})
         self._what = f"Azure OpenAI deployment {spec.model} at {self.base_url}"
         self._refusal = key_refusal(self._what, self.api_key_name)
@@ -143,13 +133,5 @@ class AzureEmbedder(BatchedHTTPEmbedder):
             payload["user"] = self.user
         body = post_json(self._client, self.url, payload, what=self._what,
                          refusal=self._refusal)
-        return decode_data(body, len(texts), self.dimensions, self._what, self._vector)
-
-    def _vector(self, embedding: Any) -> np.ndarray:
-        if not isinstance(embedding, str):
-            return number_vector(self._what, embedding)
-        try:
-            return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
-        except (binascii.Error, ValueError) as exc:
-            raise ProviderError(f"{self._what} answered with an embedding that cannot be "
-                                f"decoded: {snippet(str(exc))}") from exc
+        return decode_data(body, len(texts), self.dimensions, self._what,
+                           lambda embedding: base64_or_number_vector(self._what, embedding))

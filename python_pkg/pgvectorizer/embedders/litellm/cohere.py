@@ -24,11 +24,10 @@ from pgvectorizer.embedders.litellm.common import (
     Spec,
     client_env,
     endpoint_url,
-    missing_key,
     operator_url,
     opt_dimensions,
     opt_str,
-    read_key,
+    require_key,
     vectors_of,
 )
 
@@ -84,11 +83,9 @@ class CohereEmbedder(BatchedHTTPEmbedder):
         self.output_dimension = opt_dimensions(spec) or spec.model.startswith("embed-v4")
         self.base_url = base_url(spec, env)
         self.url = embed_url(self.base_url)
-        self.api_key_name = spec.api_key_name or DEFAULT_API_KEY_NAME
-        key = read_key(env, self.api_key_name, url=self.url, default_name=DEFAULT_API_KEY_NAME,
-                       default_urls=_operator_defaults(spec, env))
-        if not key:
-            raise missing_key(spec, self.api_key_name)
+        self.api_key_name, key = require_key(
+            spec, env, [spec.api_key_name or DEFAULT_API_KEY_NAME], url=self.url,
+            default_name=DEFAULT_API_KEY_NAME, default_urls=_operator_defaults(spec, env))
         self._client = make_client(client_env(spec, env), {"Authorization": f"Bearer {key}"})
         self._what = f"Cohere model {spec.model} at {self.base_url}"
         self._refusal = key_refusal(self._what, self.api_key_name)

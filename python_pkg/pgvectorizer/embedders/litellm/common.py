@@ -8,7 +8,7 @@ typo fails at once instead of being ignored.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,20 @@ def _readable(url: str) -> bool:
     except ConfigError:
         return False
     return not any(c.isspace() or c in ";," for c in url)
+
+
+def require_key(spec: Spec, env: Mapping[str, str], names: Sequence[str], *, url: str,
+                default_name: str, default_urls: Collection[str], own_names: Collection[str] = (),
+                what: str = "API key") -> tuple[str, str]:
+    """The first of `names` whose variable holds a key for `url` (read_key's rules), and
+    that key: a config's api_key_name alone, or the provider's variables in LiteLLM's order.
+    ApiKeyMissing naming the first when none is set."""
+    for name in names:
+        key = read_key(env, name, url=url, default_name=default_name,
+                       default_urls=default_urls, own_names=own_names)
+        if key:
+            return name, key
+    raise missing_key(spec, names[0], what)
 
 
 def missing_key(spec: Spec, name: str, what: str = "API key") -> ApiKeyMissing:

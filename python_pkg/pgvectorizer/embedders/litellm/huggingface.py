@@ -35,11 +35,10 @@ from pgvectorizer.embedders.http import (
 from pgvectorizer.embedders.litellm.common import (
     Spec,
     client_env,
-    missing_key,
     operator_url,
     opt_bool,
     opt_str,
-    read_key,
+    require_key,
 )
 from pgvectorizer.errors import ProviderError
 
@@ -98,15 +97,10 @@ class HuggingFaceEmbedder(BatchedHTTPEmbedder):
         defaults = _operator_defaults(env)
         names = [spec.api_key_name] if spec.api_key_name else [DEFAULT_API_KEY_NAME,
                                                                 *OWN_KEY_NAMES]
-        key = None
-        for name in names:
-            self.api_key_name = name
-            key = read_key(env, name, url=self.url, default_name=DEFAULT_API_KEY_NAME,
-                           default_urls=defaults, own_names=OWN_KEY_NAMES)
-            if key:
-                break
-        if not key:
-            raise missing_key(spec, names[0], "token")
+        self.api_key_name, key = require_key(spec, env, names, url=self.url,
+                                             default_name=DEFAULT_API_KEY_NAME,
+                                             default_urls=defaults, own_names=OWN_KEY_NAMES,
+                                             what="token")
         headers["Authorization"] = f"Bearer {key}"
         self._client = make_client(client_env(spec, env), headers)
         self._what = f"Hugging Face model {spec.model} at {self.url}"

@@ -25,11 +25,10 @@ from pgvectorizer.embedders.litellm.common import (
     Spec,
     client_env,
     endpoint_url,
-    missing_key,
     operator_url,
     opt_dimensions,
     opt_str,
-    read_key,
+    require_key,
 )
 
 DEFAULT_BASE_URL = "https://api.mistral.ai/v1"
@@ -73,11 +72,9 @@ class MistralEmbedder(BatchedHTTPEmbedder):
         opt_str(spec, "output_dtype", ("float",))
         self.base_url = base_url(spec, env)
         self.url = endpoint_url(self.base_url, "/embeddings")
-        self.api_key_name = spec.api_key_name or DEFAULT_API_KEY_NAME
-        key = read_key(env, self.api_key_name, url=self.url, default_name=DEFAULT_API_KEY_NAME,
-                       default_urls=_operator_defaults(env))
-        if not key:
-            raise missing_key(spec, self.api_key_name)
+        self.api_key_name, key = require_key(
+            spec, env, [spec.api_key_name or DEFAULT_API_KEY_NAME], url=self.url,
+            default_name=DEFAULT_API_KEY_NAME, default_urls=_operator_defaults(env))
         self._client = make_client(client_env(spec, env), {"Authorization": f"Bearer {key}"})
         self._what = f"Mistral model {spec.model} at {self.base_url}"
         self._refusal = key_refusal(self._what, self.api_key_name)

@@ -45,12 +45,11 @@ from pgvectorizer.embedders.http import (
 from pgvectorizer.embedders.litellm.common import (
     Spec,
     client_env,
-    missing_key,
     operator_url,
     opt_bool,
     opt_dimensions,
     opt_str,
-    read_key,
+    require_key,
     vectors_of,
 )
 from pgvectorizer.errors import (
@@ -294,16 +293,11 @@ class VertexEmbedder(BatchedHTTPEmbedder):
         self.base_url = base_url(spec, env)
         names = ([spec.api_key_name] if spec.api_key_name
                  else [DEFAULT_CREDENTIALS_NAME, *OWN_CREDENTIALS_NAMES])
-        value = None
-        for name in names:
-            self.credentials_name = name
-            value = read_key(env, name, url=self.base_url, default_name=DEFAULT_CREDENTIALS_NAME,
-                             default_urls=_operator_defaults(spec, env),
-                             own_names=(DEFAULT_CREDENTIALS_NAME, *OWN_CREDENTIALS_NAMES))
-            if value:
-                break
-        if not value:
-            raise missing_key(spec, names[0], "credentials (JSON or its path)")
+        self.credentials_name, value = require_key(
+            spec, env, names, url=self.base_url, default_name=DEFAULT_CREDENTIALS_NAME,
+            default_urls=_operator_defaults(spec, env),
+            own_names=(DEFAULT_CREDENTIALS_NAME, *OWN_CREDENTIALS_NAMES),
+            what="credentials (JSON or its path)")
         info = credentials_info(value, self.credentials_name)
         project_id = info.get("project_id") or info.get("quota_project_id")
         self.project = _project(spec, env, project_id if isinstance(project_id, str) else None)
