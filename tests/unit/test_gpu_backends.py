@@ -140,6 +140,78 @@ def test_st_backend_in_embed_tasks_truncates(st_backend: Any) -> None:
     assert isinstance(outcomes[1], TaskError) and "384-dimensional" in outcomes[1].error
 
 
+# --- the pipelined path (CUDA's by default; forced here on the CPU) ----------------------------
+
+class PassesFailing:
+    """A model whose forward passes over more than `limit` texts raise `error`."""
+
+    def __init__(self, model: Any, limit: int, error: str = "CUDA out of memory. Tried to "
+                 "allocate 2.00 GiB") -> None:
+        self.model = model
+        self.limit = limit
+        self.error = error
+        self.passes: list[int] = []
+
+    def __call__(self, features: dict[str, Any]) -> Any:
+        texts = int(features["attention_mask"].shape[0])
+        self.passes.append(texts)
+        if texts > self.limit:
+            raise RuntimeError(self.error)
+        return self.model(features)
+
+    def __getattr__(self, name: str) -> Any:  # preprocess, tokenize
+        return getattr(self.model, name)
+
+
+def pipelined_backend(model: str, batch_size: int) -> Any:
+    from pgvectorizer.gpu_worker.backends import SentenceTransformersBackend
+
+    backend = SentenceTransformersBackend([model], device="cpu", batch_size=batch_size,
+                                          pipelined=True)
+    assert backend.pipelined
+    return backend
+
+
+def test_pipelined_matches_encode(st_backend: Any) -> None:
+    (model,) = st_backend.models
+    backend = pipelined_backend(model, 3)  # passes of 3, 3, 1: the tokenizer runs ahead twice
+    vectors, tokens = backend.embed(model, ST_TEXTS)
+    want, want_tokens = st_backend.embed(model, ST_TEXTS)
+    np.testing.assert_allclose(vectors, want, atol=1e-5)
+    assert tokens == want_tokens  # counted from the very masks the passes read
+    assert backend.embed(model, [])[0].shape == (0, 384)
+
+
+def test_pipelined_halves_batches_on_out_of_memory(st_backend: Any) -> None:
+    (model,) = st_backend.models
+    backend = pipelined_backend(model, 8)
+    fake = PassesFailing(backend._encoders[model], limit=2)
+    backend._encoders[model] = fake
+    texts = ST_TEXTS[:5]
+    vectors, _ = backend.embed(model, texts)
+    # The pass tokenized ahead for the old size is dropped, not run.
+    assert fake.passes == [5, 4, 2, 2, 1] and backend.batch_size(model) == 2
+    np.testing.assert_allclose(vectors, st_backend.embed(model, texts)[0], atol=1e-5)
+
+
+def test_pipelined_errors_mean_what_they_mean_unpipelined(st_backend: Any) -> None:
+    (model,) = st_backend.models
+    backend = pipelined_backend(model, 2)
+    real = backend._encoders[model]
+    backend._encoders[model] = PassesFailing(real, limit=0, error="CUDA error: an illegal "
+                                             "memory access was encountered")
+    with pytest.raises(ConfigError, match="illegal memory access"):
+        backend.embed(model, ST_TEXTS)
+    backend._encoders[model] = PassesFailing(real, limit=0, error="index out of range")
+    with pytest.raises(EmbeddingError, match="index out of range") as info:
+        backend.embed(model, ST_TEXTS)
+    assert not info.value.transient
+    # A failed call leaves nothing behind: the tokenizer thread is idle, the next call works.
+    backend._encoders[model] = real
+    np.testing.assert_allclose(backend.embed(model, ST_TEXTS[:2])[0],
+                               st_backend.embed(model, ST_TEXTS[:2])[0], atol=1e-5)
+
+
 def test_unknown_backend_and_bad_device() -> None:
     with pytest.raises(ConfigError, match="unknown backend"):
         make_backend("tensorrt", [MODEL])

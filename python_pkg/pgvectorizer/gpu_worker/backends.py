@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -77,12 +78,19 @@ def _served(models: Sequence[str]) -> list[str]:
 
 class SentenceTransformersBackend:
     """Local models through embedders/sentence_transformers.py's process-wide cache: fp16 on
-    CUDA, CPU when device=auto finds no GPU."""
+    CUDA, CPU when device=auto finds no GPU.
+
+    pipelined (default: on CUDA) runs the forward passes itself instead of through
+    model.encode, so that the GPU does not wait on the host between passes: a thread tokenizes
+    the next pass while this one is launched, the token ids travel from pinned memory without
+    blocking, and the vectors stay on the GPU until one copy back at the end of the call.
+    """
 
     name = SENTENCE_TRANSFORMERS
 
     def __init__(self, models: Sequence[str], device: str = "auto",
-                 batch_size: int | None = None, normalize: bool = True) -> None:
+                 batch_size: int | None = None, normalize: bool = True,
+                 pipelined: bool | None = None) -> None:
         from pgvectorizer.embedders import sentence_transformers as st
 
         self.models = _served(models)
@@ -92,6 +100,14 @@ class SentenceTransformersBackend:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.normalize = normalize
+        # On a CPU the forward pass takes the cores that tokenizing ahead would use, so
+        # model.encode stays the path there.
+        self.pipelined = self.device.startswith("cuda") if pipelined is None else pipelined
+        # One thread: a fast tokenizer must not be used by two threads at once ("Already
+        # borrowed"), and one pass ahead is all the GPU needs. Within a call the tokenizer
+        # spreads over the cores itself, unless TOKENIZERS_PARALLELISM=false.
+        self._tokenizer_thread = (ThreadPoolExecutor(1, thread_name_prefix="tokenize")
+                                  if self.pipelined else None)
         self._encoders: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._sizes: dict[str, int] = {}
@@ -99,16 +115,18 @@ class SentenceTransformersBackend:
         # by something else on the GPU, and one smaller pass costs less than one failed pass.
         self._batch_sizes: dict[str, int] = {}
         for model in self.models:
-            encoder = st.load_shared(model, self.device)
+            encoder: Any = st.load_shared(model, self.device)
             size = st.output_size(encoder)
             if size is None:
                 size = int(np.asarray(encoder.encode([PROBE_TEXT])).shape[-1])
+            if self.pipelined:
+                encoder.eval()  # model.encode does this on every call; the pipeline once
             self._encoders[model] = encoder
             self._locks[model] = st.encode_lock(encoder)
             self._sizes[model] = size
             self._batch_sizes[model] = batch_size
-            logger.info("model %s on %s: %d dimensions, batches of %d", model, self.device,
-                        size, batch_size)
+            logger.info("model %s on %s: %d dimensions, batches of %d%s", model, self.device,
+                        size, batch_size, ", pipelined" if self.pipelined else "")
 
     def dimensions(self, model: str) -> int:
         return self._sizes[model]
@@ -124,42 +142,155 @@ class SentenceTransformersBackend:
         out = np.empty((len(texts), self._sizes[model]), dtype=np.float32)
         tokens = 0
         start = 0
+        pipeline = (_Pipeline(encoder, self.device, self._tokenizer_thread, self.normalize)
+                    if self._tokenizer_thread is not None else None)
         with self._locks[model]:
-            while start < len(texts):
-                size = self._batch_sizes[model]
-                chunk = texts[start:start + size]
-                try:
-                    vectors = encoder.encode(chunk, batch_size=size,
-                                             normalize_embeddings=self.normalize,
-                                             convert_to_numpy=True, show_progress_bar=False)
-                    tokens += _count_tokens(encoder, chunk)
-                except Exception as exc:
-                    if _device_broken(exc):
-                        # The GPU's state is gone (an illegal access, a lost device): every
-                        # later batch would fail too, so this worker stops and gives its
-                        # tasks back rather than fail them as if the texts were to blame.
-                        raise ConfigError(f"{model} on {self.device} hit a device error; "
-                                          f"this worker stops: {type(exc).__name__}: {exc}"
-                                          ) from exc
-                    if not _out_of_memory(exc):
-                        # Tokenizer and model errors come from the texts as far as we can tell.
-                        raise EmbeddingError(f"{model} failed on {len(chunk)} texts: "
-                                             f"{type(exc).__name__}: {exc}",
-                                             transient=False) from exc
-                    _free_cuda_memory()
-                    if size == 1:
+            try:
+                while start < len(texts):
+                    size = self._batch_sizes[model]
+                    chunk = texts[start:start + size]
+                    try:
+                        if pipeline is not None:
+                            tokens += pipeline.run(start, chunk,
+                                                   texts[start + size:start + 2 * size])
+                        else:
+                            vectors = encoder.encode(chunk, batch_size=size,
+                                                     normalize_embeddings=self.normalize,
+                                                     convert_to_numpy=True,
+                                                     show_progress_bar=False)
+                            tokens += _count_tokens(encoder, chunk)
+                            out[start:start + len(chunk)] = np.asarray(vectors,
+                                                                       dtype=np.float32)
+                    except Exception as exc:
+                        _raise_unless_out_of_memory(exc, model, self.device, len(chunk))
+                        _free_cuda_memory()
+                        if size == 1:
+                            raise EmbeddingError(f"{model} ran out of GPU memory on "
+                                                 f"{self.device} even one text at a time",
+                                                 transient=True) from exc
+                        self._batch_sizes[model] = size // 2
+                        logger.warning("%s ran out of GPU memory in a batch of %d texts; "
+                                       "batches of %d from now on", model, size, size // 2)
+                        continue
+                    start += len(chunk)
+                if pipeline is not None:
+                    try:
+                        pipeline.collect(out)
+                    except Exception as exc:
+                        # Kernels run behind the host: their errors show at this copy.
+                        _raise_unless_out_of_memory(exc, model, self.device, len(texts))
                         raise EmbeddingError(f"{model} ran out of GPU memory on {self.device} "
-                                             "even one text at a time", transient=True) from exc
-                    self._batch_sizes[model] = size // 2
-                    logger.warning("%s ran out of GPU memory in a batch of %d texts; batches "
-                                   "of %d from now on", model, size, size // 2)
-                    continue
-                out[start:start + len(chunk)] = np.asarray(vectors, dtype=np.float32)
-                start += len(chunk)
+                                             "copying the vectors back", transient=True
+                                             ) from exc
+            finally:
+                if pipeline is not None:
+                    pipeline.close()
         return out, tokens
 
     def close(self) -> None:
-        """Nothing to release: the models stay cached for the process."""
+        """Nothing to release: the models stay cached for the process (the tokenizer
+        thread too, idle)."""
+
+
+def _raise_unless_out_of_memory(exc: Exception, model: str, device: str, texts: int) -> None:
+    """Raises what a failed pass means for the worker; returns for CUDA out of memory."""
+    if _device_broken(exc):
+        # The GPU's state is gone (an illegal access, a lost device): every later batch would
+        # fail too, so this worker stops and gives its tasks back rather than fail them as if
+        # the texts were to blame.
+        raise ConfigError(f"{model} on {device} hit a device error; this worker stops: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if not _out_of_memory(exc):
+        # Tokenizer and model errors come from the texts as far as we can tell.
+        raise EmbeddingError(f"{model} failed on {texts} texts: {type(exc).__name__}: {exc}",
+                             transient=False) from exc
+
+
+class _Pipeline:
+    """The forward passes of one embed() call, with the tokenizer one pass ahead.
+
+    Each pass is launched without waiting for the one before (CUDA runs kernels behind the
+    host), so the host's work for pass i+1 (tokenizing, copying ids, launching kernels) hides
+    behind the GPU's work on pass i; only collect() waits for the GPU.
+    """
+
+    def __init__(self, encoder: Any, device: str, thread: ThreadPoolExecutor,
+                 normalize: bool) -> None:
+        import torch
+
+        self._torch = torch
+        self._encoder = encoder
+        self._device = torch.device(device)
+        self._thread = thread
+        self._normalize = normalize
+        self._pin = self._device.type == "cuda"
+        # The next pass being tokenized: (its first text's index, its length, the future).
+        self._ahead: tuple[int, int, Future[tuple[dict[str, Any], int]]] | None = None
+        self._done: list[tuple[int, Any]] = []  # (first text's index, vectors on the device)
+
+    def run(self, start: int, chunk: list[str], following: list[str]) -> int:
+        """Launches the pass over chunk (texts[start:...]), tokenizes following meanwhile;
+        returns the pass's tokens."""
+        features, tokens = self._features(start, chunk)
+        if following:
+            self._ahead = (start + len(chunk), len(following),
+                           self._thread.submit(_tokenize, self._encoder, following, self._pin))
+        torch = self._torch
+        with torch.inference_mode():
+            # From pinned memory these copies queue on the stream and return at once.
+            on_device = {k: v.to(self._device, non_blocking=True)
+                         if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+            vectors = self._encoder(on_device)["sentence_embedding"].float()
+            if self._normalize:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        self._done.append((start, vectors))
+        return tokens
+
+    def _features(self, start: int, chunk: list[str]) -> tuple[dict[str, Any], int]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            if ahead[:2] == (start, len(chunk)):
+                return ahead[2].result()
+            # Tokenized for a pass of another size (the batch shrank after running out of
+            # memory): wait for it all the same, as the tokenizer is not to be shared.
+            _wait_quietly(ahead[2])
+        return self._thread.submit(_tokenize, self._encoder, chunk, self._pin).result()
+
+    def collect(self, out: np.ndarray) -> None:
+        """Copies every pass's vectors into out (one copy back, which waits for the GPU)."""
+        if not self._done:
+            return
+        host = self._torch.cat([v for _, v in self._done]).cpu().numpy()
+        row = 0
+        for start, vectors in self._done:
+            n = int(vectors.shape[0])
+            out[start:start + n] = host[row:row + n]
+            row += n
+
+    def close(self) -> None:
+        """Waits for a pass still being tokenized, so the tokenizer is free for others."""
+        if self._ahead is not None:
+            _wait_quietly(self._ahead[2])
+            self._ahead = None
+        self._done.clear()
+
+
+def _tokenize(encoder: Any, texts: list[str], pin: bool) -> tuple[dict[str, Any], int]:
+    """The model's features for texts (pinned for a non-blocking copy to CUDA) and their
+    tokens, counted from the same attention mask the model reads."""
+    tokenize = getattr(encoder, "preprocess", None) or encoder.tokenize
+    features = dict(tokenize(texts))
+    tokens = int(features["attention_mask"].sum())
+    if pin:
+        features = {k: v.pin_memory() if hasattr(v, "pin_memory") else v
+                    for k, v in features.items()}
+    return features, tokens
+
+
+def _wait_quietly(future: Future[Any]) -> None:
+    # Waits without raising: its error, if any, is raised again when that pass (or a smaller
+    # one over the same texts) tokenizes anew.
+    future.exception()
 
 
 def _count_tokens(encoder: Any, texts: list[str]) -> int:
