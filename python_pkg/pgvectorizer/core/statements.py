@@ -37,6 +37,8 @@ class Statement(NamedTuple):
 # Returns one jsonb per row.
 OPS_CALL = Statement("SELECT r FROM ai._vectorizer_ops_call($1, $2, $3::pg_catalog.jsonb) AS r",
                      ("int4", "text", "text"))
+# A batch's session commits without waiting for the disk (why: db/driver.py, open_queue).
+ASYNC_COMMIT = Statement("SELECT pg_catalog.set_config('synchronous_commit', 'off', false)")
 # Schema, table. The advisory-lock space of a vectorizer: its queue's oid, shifted into int4
 # (a catalog read: no table of the owner's is touched).
 LOCK_SPACE = Statement(
@@ -60,17 +62,16 @@ OWNER_AND_VECTOR = Statement(
     "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector' AND v.id = $1",
     ("int4",))
 STAGE_COPY = Statement("COPY pg_temp." + STAGE + " FROM STDIN (FORMAT BINARY)")
-STAGE_TYPES = Statement(
-    "SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = 'pg_temp." + STAGE
-    + "'::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
 
 
 def stage_create(vector_type: str) -> Statement:
-    """The staging table; vector_type comes quoted from OWNER_AND_VECTOR."""
+    """The staging table; vector_type comes quoted from OWNER_AND_VECTOR. Rows up to a page
+    stay whole in the heap, as in the store: TOAST would move every vector of over 2 kB out of
+    line and back (a tenth of the server's CPU in a drain, issue 16's profile)."""
     return Statement(
         "CREATE TEMP TABLE IF NOT EXISTS " + STAGE + " (key pg_catalog.text[], "
         "chunk_seq pg_catalog.int4, chunk pg_catalog.text, embedding " + vector_type + ", "
-        "chunk_hash pg_catalog.bytea) ON COMMIT DELETE ROWS")
+        "chunk_hash pg_catalog.bytea) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS")
 
 
 def stage_grant(owner: str) -> Statement:

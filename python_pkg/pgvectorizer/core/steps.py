@@ -40,6 +40,7 @@ def rows_from_claim(v: Vectorizer, claimed: Sequence[Mapping[str, Any]],
     values in the order of read_columns.
     """
     source = {key_of(rec["key"]): rec for rec in read}
+    columns = v.read_columns  # computed from the config: once, not per row
     rows: list[SourceRow] = []
     orphans: list[int] = []
     for rec in claimed:
@@ -49,10 +50,9 @@ def rows_from_claim(v: Vectorizer, claimed: Sequence[Mapping[str, Any]],
             continue
         found = source.get(key) or {}
         values = list(found.get("values") or [])
-        values += [None] * (len(v.read_columns) - len(values))
+        values += [None] * (len(columns) - len(values))
         rows.append(SourceRow(key, lock, int(attempts), bool(found.get("found")),
-                              bool(found.get("match")),
-                              dict(zip(v.read_columns, values, strict=True))))
+                              bool(found.get("match")), dict(zip(columns, values, strict=True))))
     return rows, orphans
 
 

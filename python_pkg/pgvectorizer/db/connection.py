@@ -6,9 +6,11 @@ import struct
 from typing import Any
 
 import numpy as np
+import orjson
 import psycopg
 from psycopg.adapt import Buffer, Dumper, Loader
 from psycopg.pq import Format
+from psycopg.types.json import set_json_loads
 
 from ..vectors import parse_vector, vector_text
 
@@ -93,6 +95,8 @@ async def connect(db_url: str, *, purpose: str = "") -> psycopg.AsyncConnection[
     conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True, application_name=name,
                                                  **KEEPALIVES)
     await conn.execute(SESSION_SETUP)
+    # A claim's answer is jsonb holding every row's text: orjson reads it in half the time.
+    set_json_loads(orjson.loads, conn)
     try:
         register_vector(conn, await vector_oid(conn))
     except psycopg.errors.UndefinedObject:

@@ -19,6 +19,7 @@ from ..core.queue import VectorizerQueue
 from ..core.statements import Statement
 from ..core.steps import FAILED_RETRY
 from .connection import connect
+from .copy_binary import staged_copy
 
 
 def _param(value: Any) -> Any:
@@ -40,7 +41,6 @@ class PsycopgDriver:
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
-        self._stage_types: list[int] = []
 
     async def rows(self, statement: Statement, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await fetch(self.conn, statement, params)
@@ -57,14 +57,12 @@ class PsycopgDriver:
         owner, vector_type = found[0]
         await self.rows(st.stage_create(vector_type))
         await self.rows(st.stage_grant(owner))
-        self._stage_types = [int(r[0]) for r in await self.rows(st.STAGE_TYPES)]
         return True
 
     async def stage(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        data = staged_copy(rows, self.conn.info.encoding)
         async with self.conn.cursor() as cur, cur.copy(st.STAGE_COPY.sql) as copy:
-            copy.set_types(self._stage_types)
-            for row in rows:
-                await copy.write_row(row)
+            await copy.write(data)
 
 
 async def open_queue(db_url: str, v: Vectorizer, *, lease: float, retry_base: float,
@@ -72,6 +70,11 @@ async def open_queue(db_url: str, v: Vectorizer, *, lease: float, retry_base: fl
     """A queue over a connection of its own; close it with close_queue()."""
     conn = await connect(db_url, purpose=f"vectorizer {v.id}")
     try:
+        # A batch's write need not wait for its WAL to reach the disk: what it commits is derived
+        # from the source and the queue in one transaction, so a crash that loses the last
+        # commits (a fraction of a second's, never part of one) leaves their rows queued, and
+        # they are embedded again. The source's own writes keep their settings.
+        await conn.execute(st.ASYNC_COMMIT.sql)
         return await VectorizerQueue(PsycopgDriver(conn), v, lease=lease, retry_base=retry_base,
                                      failed_retry=failed_retry).open()
     except BaseException:

@@ -9,7 +9,6 @@ or size of vectors) a ProviderError. Quoted answers are cut short by snippet().
 
 from __future__ import annotations
 
-import base64
 import binascii
 import email.utils
 import json
@@ -21,6 +20,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
+import pybase64
 
 from pgvectorizer.errors import (
     SERVER_ERROR,
@@ -126,8 +127,9 @@ def post_json(client: httpx.Client, url: str, payload: Mapping[str, Any], *, wha
     `what` names the provider in messages ("model text-embedding-3-small at https://...").
     429s are retried here after Retry-After, within RATE_LIMIT_TRIES and RATE_LIMIT_MAX_WAIT.
     """
-    # ensure_ascii=False sends UTF-8 as is: shorter bodies for non-English text.
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    # orjson writes UTF-8 as is (shorter bodies for non-English text) and, for a batch of
+    # chunks, about 80 times faster than json.dumps: the worker's per-chunk cost (issue 16).
+    body = orjson.dumps(payload)
     return request_json(client, "POST", url, body, what=what, refusal=refusal, sleep=sleep)[1]
 
 
@@ -173,7 +175,7 @@ def request_json(client: httpx.Client, method: str, url: str, body: bytes | None
             raise EmbeddingError(refusal(status, server_message(response)),
                                  transient=False, status=status)
         try:
-            return status, response.json()
+            return status, decode_json(response.content)
         except ValueError as exc:
             raise EmbeddingError(f"{what}: {url} answered {status} with a body that is not JSON",
                                  transient=True, status=status, cause=SERVER_ERROR) from exc
@@ -201,13 +203,27 @@ def number_vector(what: str, embedding: Any) -> np.ndarray:
     return vector
 
 
+def decode_json(content: bytes) -> Any:
+    """A JSON answer. orjson parses an answer of 500 base64 vectors in half json's time; it
+    refuses NaN and Infinity, which are not JSON (json.loads takes them), as not JSON."""
+    return orjson.loads(content)
+
+
 def base64_or_number_vector(what: str, embedding: Any) -> np.ndarray:
     """An OpenAI-style embedding: base64 of little-endian float32 (encoding_format base64,
     whatever this machine's byte order), or a list of numbers from a server that ignored it."""
     if not isinstance(embedding, str):
         return number_vector(what, embedding)
     try:
-        return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+        try:
+            # pybase64's SIMD decoder: 5-7 times faster than the standard library's, which was
+            # a sixth of the worker's CPU with 768-float vectors (issue 16's profile).
+            raw = pybase64.b64decode(embedding, validate=True)
+        except binascii.Error:
+            # Not strict base64 (line breaks, say): decoded as base64.b64decode would, which
+            # skips characters outside the alphabet, and fails the same way where it fails.
+            raw = pybase64.b64decode(embedding)
+        return np.frombuffer(raw, dtype="<f4")
     except (binascii.Error, ValueError) as exc:
         raise ProviderError(f"{what} answered with an embedding that cannot be "
                             f"decoded: {snippet(str(exc))}") from exc

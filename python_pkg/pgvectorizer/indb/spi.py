@@ -8,12 +8,12 @@ chunks travel in the write's jsonb arguments (SPI has no COPY).
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ..config import Vectorizer
 from ..core.statements import Statement
@@ -30,7 +30,8 @@ def _value(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Mapping):
-        return json.dumps(dict(value))
+        # A write's arguments hold every chunk's vector as text: orjson, as for the answers.
+        return orjson.dumps(dict(value)).decode()
     if isinstance(value, list):
         return [_value(v) for v in value]
     return value
@@ -64,7 +65,7 @@ class SpiDriver:
             return []
         names = result.colnames()
         jsonb = [t == JSONB_OID for t in result.coltypes()]
-        return [tuple(json.loads(r[n]) if j and r[n] is not None else r[n]
+        return [tuple(orjson.loads(r[n]) if j and r[n] is not None else r[n]
                       for n, j in zip(names, jsonb, strict=True)) for r in result]
 
     @contextlib.asynccontextmanager
