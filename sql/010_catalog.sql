@@ -64,9 +64,21 @@ CREATE TABLE ai._vectorizer_progress_log
 CREATE INDEX ON ai._vectorizer_progress_log (vectorizer_id);
 COMMENT ON TABLE ai._vectorizer_progress_log IS 'Progress reports not yet added to ai._vectorizer_worker_progress';
 
+-- A large source's rows that create_vectorizer left to be queued in steps: the last key
+-- queued so far (a jsonb array of the key's text form). Claims queue the next step
+-- (ai._vq_backfill) and move it; the row goes when every row is queued. So a million-row
+-- create_vectorizer holds writers up for its first step only, not for the whole backfill.
+CREATE TABLE ai._vectorizer_backfill
+( vectorizer_id  int4 NOT NULL PRIMARY KEY REFERENCES ai.vectorizer (id) ON DELETE CASCADE
+, after          jsonb NOT NULL
+, started_at     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ai._vectorizer_backfill IS 'Where queueing a large source''s existing rows has got to, per vectorizer';
+
 -- pg_dump keeps the rows of these extension-owned tables.
 SELECT pg_catalog.pg_extension_config_dump('ai.vectorizer', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ai.vectorizer', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_worker_progress', '');
 SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_progress_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_backfill', '');

@@ -432,6 +432,8 @@ DECLARE
     v        ai.vectorizer;
     existing int4;
     queued   int8;
+    step     int4;
+    backfill jsonb;
 BEGIN
     IF source IS NULL THEN
         RAISE EXCEPTION 'create_vectorizer: source is required' USING ERRCODE = 'invalid_parameter_value';
@@ -472,10 +474,18 @@ BEGIN
     PERFORM ai._vectorizer_create_objects(v);
 
     IF enqueue_existing THEN
-        EXECUTE format('INSERT INTO %1$I.%2$I (%3$s) SELECT %3$s FROM %4$s%5$s', v.queue_schema, v.queue_table,
-            ai._pk_list(v.source_pk, '%I'), source,
-            CASE WHEN row_filter IS NOT NULL THEN format(' WHERE (%s)', row_filter) ELSE '' END);
-        GET DIAGNOSTICS queued = ROW_COUNT;
+        -- The first step of existing rows (in key order) now; a larger source's rest is queued
+        -- by the claims that follow, a step each (ai._vq_backfill_next), after this transaction
+        -- has committed the triggers: writers wait for this first step only, and every row is
+        -- queued either by a step (it existed when the step looked) or by the triggers.
+        step := ai._vq_backfill_step();
+        backfill := ai._vq_backfill(v, NULL, step, true);
+        queued := (backfill->>'queued')::int8;
+        IF jsonb_typeof(backfill->'last') = 'array' THEN
+            PERFORM ai._vectorizer_backfill_set(v.id, backfill->'last');
+            RAISE NOTICE 'create_vectorizer: queued the first % rows of %; the rest are queued % at a time by the claims of workers and runs that follow',
+                queued, source, step;
+        END IF;
         -- A fresh queue has no statistics until autovacuum first analyzes it, a minute or more
         -- in: until then the claim plans seq scans of the whole backlog (295 ms a claim on a
         -- million rows, 13 ms once analyzed). A sample of the queue now costs a fraction of the

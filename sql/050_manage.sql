@@ -132,29 +132,58 @@ SET search_path = pg_catalog, pg_temp
 RETURN coalesce((SELECT c.relkind IN ('r', 'p') AND NOT c.relrowsecurity FROM pg_class c WHERE c.oid = rel), false);
 
 -- Pending rows. Exact: distinct keys (a key queued twice is one row of work). Otherwise a
--- cheap count that stops at 10001 and then trusts the planner's estimate.
+-- cheap count that stops at 10001 and then trusts the planner's estimate. A source still being
+-- queued in steps adds its rows past the backfill's last key (those the caller may read; an
+-- estimate otherwise).
 CREATE FUNCTION ai.vectorizer_queue_pending(vectorizer_id int4, exact_count bool DEFAULT false) RETURNS int8
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v     ai.vectorizer := ai._vectorizer_get(vectorizer_id);
-    queue text := format('%I.%I', v.queue_schema, v.queue_table);
-    n     int8;
+    v      ai.vectorizer := ai._vectorizer_get(vectorizer_id);
+    queue  text := format('%I.%I', v.queue_schema, v.queue_table);
+    source regclass := to_regclass(format('%I.%I', v.source_schema, v.source_table));
+    after  jsonb := CASE WHEN has_function_privilege('ai._vectorizer_backfill_after(int4, bool)', 'EXECUTE')
+                         THEN ai._vectorizer_backfill_after(vectorizer_id) END;
+    pk     text := ai._pk_list(v.source_pk, '%I');
+    rest   text;
+    n      int8;
+    more   int8;
 BEGIN
     IF NOT ai._vectorizer_plain_table(to_regclass(queue)) THEN
         RETURN NULL;  -- not a table the owner's code cannot hook into: not counted
     END IF;
+    IF after IS NOT NULL AND source IS NOT NULL AND ai._vectorizer_plain_table(source)
+       AND has_table_privilege(source, 'SELECT') THEN
+        PERFORM set_config('search_path', ai._vq_path(v), true);  -- the key types' operators
+        rest := format('SELECT %s FROM %s WHERE (%s) > (%s)', pk, source, pk, ai._vq_key_values(v, '$1'));
+        IF v.config->>'row_filter' IS NOT NULL THEN
+            BEGIN
+                -- The filter runs with the caller's rights; where it fails, rows count unfiltered.
+                EXECUTE format('SELECT count(*) FROM (%s AND (%s)) AS r', rest, v.config->>'row_filter') INTO more USING after;
+                rest := format('%s AND (%s)', rest, v.config->>'row_filter');
+            EXCEPTION WHEN others THEN
+                NULL;
+            END;
+        END IF;
+        IF exact_count THEN
+            EXECUTE format('SELECT count(*) FROM (SELECT %s FROM %s UNION %s) AS k', pk, queue, rest) INTO n USING after;
+            RETURN n;
+        END IF;
+        EXECUTE format('SELECT count(*) FROM (%s) AS r', rest) INTO more USING after;
+    ELSIF after IS NOT NULL AND source IS NOT NULL THEN
+        -- Not readable with the caller's rights: at most the whole source, by the planner.
+        more := greatest((SELECT reltuples::int8 FROM pg_class WHERE oid = source), 0);
+    END IF;
     IF exact_count THEN
-        EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) AS k',
-            ai._pk_list(v.source_pk, '%I'), queue)
+        EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM %s) AS k', pk, queue)
             INTO n;
-        RETURN n;
+    ELSE
+        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s LIMIT 10001) AS q', queue) INTO n;
+        IF n > 10000 THEN
+            n := greatest(n, (SELECT reltuples::int8 FROM pg_class WHERE oid = queue::regclass));
+        END IF;
     END IF;
-    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s LIMIT 10001) AS q', queue) INTO n;
-    IF n > 10000 THEN
-        n := greatest(n, (SELECT reltuples::int8 FROM pg_class WHERE oid = queue::regclass));
-    END IF;
-    RETURN n;
+    RETURN n + coalesce(more, 0);
 END $$;
 COMMENT ON FUNCTION ai.vectorizer_queue_pending(int4, bool) IS 'Rows waiting in a vectorizer''s queue: exact distinct keys, or a quick estimate';
 
@@ -184,13 +213,15 @@ END $$;
 -- (current_user) by default; definer functions pass session_user, the login role, which no
 -- definer changes.
 CREATE FUNCTION ai._vectorizer_may_use(vectorizer_id int4, role_name name DEFAULT current_user) RETURNS bool
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-RETURN coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = role_name), false)
-    OR EXISTS (SELECT 1 FROM ai.vectorizer v
-                 JOIN pg_roles g ON g.rolname = v.owner
-                                 OR g.rolname IN (SELECT jsonb_array_elements_text(coalesce(v.config->'grant_to', '[]')))
-                WHERE v.id = vectorizer_id AND pg_has_role(role_name, g.oid, 'MEMBER'));
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = role_name), false)
+        OR EXISTS (SELECT 1 FROM ai.vectorizer v
+                     JOIN pg_roles g ON g.rolname = v.owner
+                                     OR g.rolname IN (SELECT jsonb_array_elements_text(coalesce(v.config->'grant_to', '[]')))
+                    WHERE v.id = vectorizer_id AND pg_has_role(role_name, g.oid, 'MEMBER'));
+END $$;
 COMMENT ON FUNCTION ai._vectorizer_may_use(int4, name)
     IS 'Whether a role (by default the current one) may use a vectorizer: a member of its owner or of a grant_to role, or a superuser';
 
@@ -261,6 +292,51 @@ BEGIN
       FROM summed r
      WHERE p.vectorizer_id = _vectorizer_report.vectorizer_id;
 END $$;
+
+-- A large source's backfill (ai._vectorizer_backfill): where it has got to, for those who may use
+-- the vectorizer (NULL for others, and when every row is queued). With lock, the row is locked
+-- to the caller's transaction end, so that claims step one at a time; NULL when another holds
+-- it for over 2 s (an in-database run keeps it to its end). Its owner's claims move it with
+-- _vectorizer_backfill_set.
+CREATE FUNCTION ai._vectorizer_backfill_after(vectorizer_id int4, lock bool DEFAULT false) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '2s' AS $$
+DECLARE
+    after jsonb;
+BEGIN
+    IF NOT ai._vectorizer_may_use(vectorizer_id, session_user) THEN
+        RETURN NULL;
+    END IF;
+    IF lock THEN
+        BEGIN
+            SELECT b.after INTO after FROM ai._vectorizer_backfill b
+             WHERE b.vectorizer_id = _vectorizer_backfill_after.vectorizer_id FOR UPDATE;
+        EXCEPTION WHEN lock_not_available THEN
+            RETURN NULL;
+        END;
+    ELSE
+        SELECT b.after INTO after FROM ai._vectorizer_backfill b
+         WHERE b.vectorizer_id = _vectorizer_backfill_after.vectorizer_id;
+    END IF;
+    RETURN after;
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_backfill_after(int4, bool) IS 'The last key queued of a source whose existing rows are still being queued in steps, or NULL';
+
+-- Records the last key queued of a backfill, or with NULL that it is done.
+CREATE FUNCTION ai._vectorizer_backfill_set(vectorizer_id int4, after jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ai._vectorizer_require_use(vectorizer_id, 'backfill');
+    IF after IS NULL THEN
+        DELETE FROM ai._vectorizer_backfill b WHERE b.vectorizer_id = _vectorizer_backfill_set.vectorizer_id;
+    ELSE
+        INSERT INTO ai._vectorizer_backfill AS b (vectorizer_id, after) VALUES (vectorizer_id, after)
+        ON CONFLICT ON CONSTRAINT _vectorizer_backfill_pkey DO UPDATE SET after = EXCLUDED.after;
+    END IF;
+END $$;
+COMMENT ON FUNCTION ai._vectorizer_backfill_set(int4, jsonb) IS 'Worker-facing (through a vectorizer''s claim): move a backfill on, or end it';
 
 CREATE FUNCTION ai._vectorizer_record_success(vectorizer_id int4, items int8) RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

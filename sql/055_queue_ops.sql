@@ -22,22 +22,38 @@
 
 -- `(expr->>0)::type1 AS a, (expr->>1)::type2 AS b`: a key from a jsonb array of its text form.
 CREATE FUNCTION ai._pk_from_json(pk jsonb, expr text) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-RETURN (SELECT string_agg(format('(%s->>%s)::%s AS %I', expr, (p->>'pknum')::int4 - 1, p->>'typname', p->>'attname'),
-                          ', ' ORDER BY (p->>'pknum')::int4)
-          FROM jsonb_array_elements(pk) AS p);
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT string_agg(format('(%s->>%s)::%s AS %I', expr, (p->>'pknum')::int4 - 1, p->>'typname', p->>'attname'),
+                              ', ' ORDER BY (p->>'pknum')::int4)
+              FROM jsonb_array_elements(pk) AS p);
+END $$;
 
 -- `jsonb_build_array(t.a::text, t.b::text)`: a key's text form, of the relation aliased t.
 CREATE FUNCTION ai._pk_to_json(pk jsonb, alias text) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-RETURN format('pg_catalog.jsonb_build_array(%s)', ai._pk_list(pk, alias || '.%1$I::pg_catalog.text'));
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN format('pg_catalog.jsonb_build_array(%s)', ai._pk_list(pk, alias || '.%1$I::pg_catalog.text'));
+END $$;
+
+-- `($1->>0)::type1, ($1->>1)::type2`: a key's values from a jsonb array of its text form.
+CREATE FUNCTION ai._vq_key_values(v ai.vectorizer, expr text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT string_agg(format('(%s->>%s)::%s', expr, (p->>'pknum')::int4 - 1, p->>'typname'),
+                              ', ' ORDER BY (p->>'pknum')::int4)
+              FROM jsonb_array_elements(v.source_pk) AS p);
+END $$;
 
 CREATE FUNCTION ai._vectorizer_ops_name(v ai.vectorizer) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-RETURN format('%I.%I', v.queue_schema, '_vectorizer_ops_' || v.id);
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN format('%I.%I', v.queue_schema, '_vectorizer_ops_' || v.id);
+END $$;
 
 -- Made with the queue (ai._vectorizer_create_queue), as the extension's owner, then handed to
 -- the vectorizer's owner. Its SQL-standard body is bound to ai._vectorizer_op when created.
@@ -120,13 +136,15 @@ COMMENT ON FUNCTION ai._vectorizer_ops_call(int4, text, jsonb)
 -- with the owner's rights only; each function below sets it for itself (its SET clause
 -- restores the pinned path when it returns).
 CREATE FUNCTION ai._vq_path(v ai.vectorizer) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-RETURN concat_ws(', ', 'pg_catalog', (
-    SELECT string_agg(DISTINCT quote_ident(n.nspname), ', ')
-      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
-     WHERE a.attrelid = to_regclass(format('%I.%I', v.queue_schema, v.queue_table)) AND a.attnum > 0
-       AND n.nspname NOT IN ('pg_catalog', 'pg_toast') AND n.nspname NOT LIKE 'pg\_temp%'), 'pg_temp');
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN concat_ws(', ', 'pg_catalog', (
+        SELECT string_agg(DISTINCT quote_ident(n.nspname), ', ')
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
+         WHERE a.attrelid = to_regclass(format('%I.%I', v.queue_schema, v.queue_table)) AND a.attnum > 0
+           AND n.nspname NOT IN ('pg_catalog', 'pg_toast') AND n.nspname NOT LIKE 'pg\_temp%'), 'pg_temp');
+END $$;
 
 -- Runs as the vectorizer's owner (called by its ops function only).
 CREATE FUNCTION ai._vectorizer_op(vectorizer_id int4, op text, args jsonb) RETURNS SETOF jsonb
@@ -159,6 +177,89 @@ BEGIN
     END CASE;
 END $$;
 
+-- Source rows queued by create_vectorizer at once, and per step of a large source's backfill by
+-- each claim after it: 50,000 unless ai.enqueue_step says otherwise (a positive integer).
+CREATE FUNCTION ai._vq_backfill_step() RETURNS int4
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    given text := current_setting('ai.enqueue_step', true);
+BEGIN
+    IF given ~ '^\s*[0-9]{1,9}\s*$' AND given::int4 > 0 THEN
+        RETURN given::int4;
+    END IF;
+    RETURN 50000;
+END $$;
+
+-- Queues the source's next `step` keys after `after` (NULL: from the first key), in key order,
+-- the row filter applied unless use_filter is false. Returns {queued, last}: last is the last
+-- key queued when a whole step was (more may follow), else null. Runs with its caller's rights:
+-- create_vectorizer's, or the owner's in a claim.
+CREATE FUNCTION ai._vq_backfill(v ai.vectorizer, after jsonb, step int4, use_filter bool) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    pk     text := ai._pk_list(v.source_pk, '%I');
+    n      int8;
+    last   jsonb;
+BEGIN
+    PERFORM set_config('search_path', ai._vq_path(v), true);  -- the key types' operators
+    -- Unaliased, as at creation: a row filter may name the table.
+    EXECUTE format($q$
+WITH k AS MATERIALIZED (
+    SELECT %1$s FROM %2$I.%3$I WHERE %4$s AND %5$s ORDER BY %1$s LIMIT $2
+), ins AS (
+    INSERT INTO %6$I.%7$I (%1$s) SELECT %1$s FROM k
+)
+SELECT count(*), (SELECT %8$s FROM k ORDER BY %9$s LIMIT 1) FROM k
+$q$, pk, v.source_schema, v.source_table,
+     CASE WHEN after IS NULL THEN 'true' ELSE format('(%s) > (%s)', pk, ai._vq_key_values(v, '$1')) END,
+     CASE WHEN use_filter AND v.config->>'row_filter' IS NOT NULL THEN format('(%s)', v.config->>'row_filter') ELSE 'true' END,
+     v.queue_schema, v.queue_table, ai._pk_to_json(v.source_pk, 'k'),
+     ai._pk_list(v.source_pk, 'k.%1$I DESC', ', '))
+        INTO n, last USING after, step;
+    RETURN jsonb_build_object('queued', n, 'last', CASE WHEN n >= step THEN last END);
+END $$;
+
+-- The next step of a large source's backfill, for a claim that found nothing to claim; whether
+-- the queue may hold new rows (a step queued, or another claim's, waited for). One claim steps
+-- at a time; the others wait for it (up to 2 s, or they come back empty-handed), then claim its
+-- rows. A row filter that fails on a row queues that step unfiltered: the read checks the
+-- filter key by key, so nothing is stored that should not be, and no row stalls the backfill.
+CREATE FUNCTION ai._vq_backfill_next(v ai.vectorizer) RETURNS bool
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    after jsonb;
+    step  int4 := ai._vq_backfill_step();
+    done  jsonb;
+    work  bool;
+BEGIN
+    IF ai._vectorizer_backfill_after(v.id) IS NULL THEN
+        RETURN false;  -- the usual case: no backfill, and no lock taken
+    END IF;
+    after := ai._vectorizer_backfill_after(v.id, true);
+    IF after IS NULL THEN
+        RETURN false;  -- done meanwhile, or still held by another after 2 s
+    END IF;
+    -- A claim that waited for another's step claims its rows rather than queue more.
+    EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I WHERE retry_after IS NULL OR retry_after <= pg_catalog.clock_timestamp())',
+                   v.queue_schema, v.queue_table) INTO work;
+    IF work THEN
+        RETURN true;
+    END IF;
+    BEGIN
+        done := ai._vq_backfill(v, after, step, true);
+    EXCEPTION WHEN others THEN
+        IF v.config->>'row_filter' IS NULL THEN
+            RAISE;
+        END IF;
+        done := ai._vq_backfill(v, after, step, false);
+    END;
+    PERFORM ai._vectorizer_backfill_set(v.id, CASE WHEN jsonb_typeof(done->'last') = 'array' THEN done->'last' END);
+    RETURN (done->>'queued')::int8 > 0;
+END $$;
+
 -- The claim. args: limit, token (uuid), lease (seconds), lock_space (int4), xact (bool: take
 -- transaction locks, for in-database runs). Returns {key, lock, attempts} per locked key;
 -- attempts is null where no queue row could be marked.
@@ -184,6 +285,8 @@ DECLARE
     pk        text := ai._pk_list(v.source_pk, '%I');
     xact      bool := coalesce((args->>'xact')::bool, false);
     max_tries int4 := 1 + coalesce((v.config->'loading'->>'retries')::int4, 6);
+    pick      text;
+    picked    int8;
 BEGIN
     PERFORM set_config('search_path', ai._vq_path(v), true);
     -- SKIP LOCKED here and below: rows another claim (or an open in-database call) is moving
@@ -217,7 +320,7 @@ $q$, queue, failed, pk, ai._pk_list(v.source_pk, 'q.%I'), ai._pk_list(v.source_p
     -- locking keys only until the limit is reached, so newer queue rows of keys held by an open
     -- transaction are stepped over. Inside PostgreSQL the pick's row locks last until the
     -- caller's transaction ends, so it picks no more than it may take.
-    RETURN QUERY EXECUTE format($q$
+    pick := format($q$
 WITH picked AS (
     SELECT %2$s FROM %1$s
      WHERE (retry_after IS NULL OR retry_after <= pg_catalog.clock_timestamp())
@@ -248,8 +351,16 @@ SELECT pg_catalog.jsonb_build_object('key', %7$s, 'lock', l._ai_lock, 'attempts'
 $q$, queue, pk, CASE WHEN xact THEN 1 ELSE 4 END,
      CASE WHEN xact THEN 'pg_try_advisory_xact_lock' ELSE 'pg_try_advisory_lock' END,
      ai._pk_list(v.source_pk, 'q2.%1$I = l.%1$I', ' AND '), ai._pk_list(v.source_pk, 'q.%I'),
-     ai._pk_to_json(v.source_pk, 'l'), ai._pk_list(v.source_pk, 'a.%1$I = l.%1$I', ' AND '))
-    USING (args->>'limit')::int4, (args->>'lock_space')::int4, (args->>'token')::uuid, (args->>'lease')::float8;
+     ai._pk_to_json(v.source_pk, 'l'), ai._pk_list(v.source_pk, 'a.%1$I = l.%1$I', ' AND '));
+    RETURN QUERY EXECUTE pick
+        USING (args->>'limit')::int4, (args->>'lock_space')::int4, (args->>'token')::uuid, (args->>'lease')::float8;
+    GET DIAGNOSTICS picked = ROW_COUNT;
+    -- Nothing to claim, and a large source's rows still to queue: the next step of them
+    -- (ai._vq_backfill_next), then the pick again. So the queue holds about a step at a time.
+    IF picked = 0 AND ai._vq_backfill_next(v) THEN
+        RETURN QUERY EXECUTE pick
+            USING (args->>'limit')::int4, (args->>'lock_space')::int4, (args->>'token')::uuid, (args->>'lease')::float8;
+    END IF;
 END $$;
 
 -- The source rows of the keys a claim marked: {key, found, match, values} with the loading
@@ -484,7 +595,7 @@ BEGIN
     EXECUTE format('SELECT EXISTS (SELECT FROM %1$I.%2$I WHERE retry_after IS NULL OR retry_after <= pg_catalog.clock_timestamp()) '
                    'OR EXISTS (SELECT FROM %1$I.%3$I WHERE retry_at <= pg_catalog.clock_timestamp())',
                    v.queue_schema, v.queue_table, v.queue_failed_table) INTO found;
-    RETURN jsonb_build_object('work', found);
+    RETURN jsonb_build_object('work', found OR ai._vectorizer_backfill_after(v.id) IS NOT NULL);
 END $$;
 
 -- Failed items that match `condition` (SQL on the failed-items table's own columns, written

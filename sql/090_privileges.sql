@@ -69,7 +69,8 @@ BEGIN
         END IF;
     END IF;
     EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_record_success(int4, int8), '
-                   'ai._vectorizer_record_error(int4, text, jsonb), ai._vectorizer_report(int4, int8, text) TO %I', to_user);
+                   'ai._vectorizer_record_error(int4, text, jsonb), ai._vectorizer_report(int4, int8, text), '
+                   'ai._vectorizer_backfill_set(int4, jsonb), ai._vectorizer_backfill_after(int4, bool) TO %I', to_user);
 END $$;
 COMMENT ON FUNCTION ai.grant_vectorizer_usage(name, bool) IS 'Let a role use vectorizers (run workers, read status) and create them on its own tables; with admin, on any table it may trigger, and run them in the server';
 
@@ -89,6 +90,10 @@ REVOKE ALL ON FUNCTION ai._vectorizer_queue_missing_as_owner(ai.vectorizer) FROM
 REVOKE ALL ON FUNCTION ai._vectorizer_record_success(int4, int8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_record_error(int4, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_report(int4, int8, text) FROM PUBLIC;
+-- A backfill: moved on by a vectorizer's claims (its owner, a usage role), read by them and by
+-- ai.vectorizer_queue_pending for usage and grant_to roles (ai._vectorizer_grant).
+REVOKE ALL ON FUNCTION ai._vectorizer_backfill_set(int4, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_backfill_after(int4, bool) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai.python_info() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._check_python_regex(text) FROM PUBLIC;
 -- Running the pipeline loads models into the backend and calls providers with the server's

@@ -115,6 +115,27 @@ CREATE EVENT TRIGGER _vectorizer_handle_drop_end ON ddl_command_end
     WHEN TAG IN ('DROP TABLE')
     EXECUTE FUNCTION ai._vectorizer_handle_drop_end();
 
+-- Issue 16: a large source's existing rows are queued in steps by the claims after
+-- create_vectorizer's first, so writers wait for that step only (ai._vectorizer_backfill).
+CREATE TABLE ai._vectorizer_backfill
+( vectorizer_id  int4 NOT NULL PRIMARY KEY REFERENCES ai.vectorizer (id) ON DELETE CASCADE
+, after          jsonb NOT NULL
+, started_at     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ai._vectorizer_backfill IS 'Where queueing a large source''s existing rows has got to, per vectorizer';
+SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_backfill', '');
+-- @create ai._vectorizer_backfill_after
+-- @create ai._vectorizer_backfill_set
+REVOKE ALL ON FUNCTION ai._vectorizer_backfill_set(int4, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai._vectorizer_backfill_after(int4, bool) FROM PUBLIC;
+-- @replace ai._vectorizer_grant
+-- @create ai._vq_key_values
+-- @create ai._vq_backfill_step
+-- @create ai._vq_backfill
+-- @create ai._vq_backfill_next
+-- @replace ai._vq_claim
+-- @replace ai._vq_probe
+
 -- The roles given usage under 0.1.0 (direct SELECT on ai.vectorizer; grant_to roles have none)
 -- get what this version's grant_vectorizer_usage gives: users may now create vectorizers on
 -- their own tables, admins run the new embedding functions. Admins had _vectorizer_register.
@@ -127,6 +148,18 @@ SELECT ai.grant_vectorizer_usage(u.grantee::regrole::text::name,
            AND a.grantee <> 0 AND a.grantee <> c.relowner) AS u
  ORDER BY u.grantee;
 
+-- What _vectorizer_grant now gives each vectorizer's grant_to roles: queue_pending's view of a
+-- backfill.
+DO $$
+DECLARE
+    g name;
+BEGIN
+    FOR g IN SELECT DISTINCT r FROM ai.vectorizer AS v, jsonb_array_elements_text(coalesce(v.config->'grant_to', '[]')) AS r
+              WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = r) ORDER BY 1 LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_backfill_after(int4, bool) TO %I', g);
+    END LOOP;
+END $$;
+
 -- Stores keep their rows whole in the heap (ai._vectorizer_store_storage); new rows only, and
 -- a moment's lock on each store, none on a source.
 -- @create ai._vectorizer_store_storage
@@ -138,7 +171,19 @@ SELECT ai._vectorizer_store_storage(to_regclass(format('%I.%I', v.config->'desti
    AND to_regclass(format('%I.%I', v.config->'destination'->>'target_schema', v.config->'destination'->>'target_table')) IS NOT NULL
  ORDER BY v.id;
 
+-- Issue 16: the helpers a batch calls several times are PL/pgSQL (their plans kept per
+-- session; a SQL function with a SET clause is planned at every call).
+-- @replace ai._pk_list
+-- @replace ai._vector_schema
+-- @replace ai._vector_type
+-- @replace ai._pk_from_json
+-- @replace ai._pk_to_json
+-- @replace ai._vectorizer_ops_name
+-- @replace ai._vq_path
+-- @replace ai._vectorizer_may_use
+
 -- Every existing vectorizer's functions, as this version makes them.
 -- @create ai._vectorizer_rebuild
 SELECT ai._vectorizer_rebuild(v) FROM ai.vectorizer AS v ORDER BY v.id;
 UPDATE ai.vectorizer SET config = jsonb_set(config, '{version}', to_jsonb(ai.version()));
+

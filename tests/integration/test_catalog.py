@@ -59,6 +59,8 @@ DEFINERS = {
     "ai._vectorizer_report(integer,bigint,text)",
     "ai._vectorizer_record_success(integer,bigint)",
     "ai._vectorizer_record_error(integer,text,jsonb)",
+    "ai._vectorizer_backfill_after(integer,boolean)",
+    "ai._vectorizer_backfill_set(integer,jsonb)",
 }
 
 
