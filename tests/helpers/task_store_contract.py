@@ -10,6 +10,9 @@ Every test gets a fresh SQLite file or a fresh database (tests/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +40,7 @@ from pgvectorizer.service.store import (
     expired_error,
     lost_error,
 )
+from pgvectorizer.service.store_flow import SqlTaskStore
 from pgvectorizer.service.store_pg import PostgresTaskStore
 from pgvectorizer.service.store_sqlite import SqliteTaskStore
 from psycopg.conninfo import make_conninfo
@@ -80,6 +84,8 @@ class Harness:
     advance: Callable[[float], Awaitable[None]]  # lets this many seconds pass for the store
     now: Callable[[], float]  # the store's clock, approximately
     url: str | None = None  # PostgreSQL only: for more replicas on the same database
+    # Another store on the same file or database: what a restarted service would open.
+    twin: Callable[[], TaskStore] | None = None
 
 
 def pg_url(db: psycopg.Connection) -> str:
@@ -92,11 +98,12 @@ def make_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> H
     """The store of a kind, "sqlite" or "postgres" (which asks for the `db` fixture)."""
     if kind == "sqlite":
         clock = FakeClock()
-        return Harness("sqlite", SqliteTaskStore(str(tmp_path / "tasks.db"), clock=clock),
-                       clock.advance, lambda: clock.now)
+        path = str(tmp_path / "tasks.db")
+        return Harness("sqlite", SqliteTaskStore(path, clock=clock), clock.advance,
+                       lambda: clock.now, twin=lambda: SqliteTaskStore(path, clock=clock))
     url = pg_url(request.getfixturevalue("db"))
     return Harness("postgres", PostgresTaskStore(url, pool_size=4), asyncio.sleep, time.time,
-                   url)
+                   url, twin=lambda: PostgresTaskStore(url, pool_size=1))
 
 
 @pytest.fixture
@@ -181,6 +188,47 @@ async def test_texts_with_a_nul_character_round_trip(h: Harness,
 
 
 # --- claim ------------------------------------------------------------------------------------
+
+# --- group commit: submits that arrive together ----------------------------------------------
+
+TOGETHER = 20  # submits at once
+
+
+def _commits(store: TaskStore) -> int:
+    assert isinstance(store, SqlTaskStore)  # both stores: their submits share GroupCommit
+    return store.submits.groups
+
+
+async def test_submits_that_arrive_together_share_one_commit_and_all_last(h: Harness) -> None:
+    before = _commits(h.store)
+    tasks = [NewTask(new_id(), MODEL, [f"text {i}"], None, "float") for i in range(TOGETHER)]
+    await asyncio.gather(*(h.store.submit(t) for t in tasks))
+    assert _commits(h.store) == before + 1, "the submits were not committed together"
+    # Committed, not just written: another store on the same data reads every one.
+    assert h.twin is not None
+    twin = h.twin()
+    await twin.open()
+    try:
+        for t in tasks:
+            found = await twin.get(t.id)
+            assert found is not None and (found.status, found.inputs) == (PENDING, t.inputs)
+    finally:
+        await twin.close()
+    assert await claim(h, "w1") == [t.id for t in tasks]  # in the order they were submitted
+
+
+async def test_a_submit_that_fails_in_a_group_fails_alone(h: Harness) -> None:
+    first = NewTask(new_id(), MODEL, ["first"], None, "float")
+    again = NewTask(first.id, MODEL, ["the same id again"], None, "float")
+    others = [NewTask(new_id(), MODEL, [f"text {i}"], None, "float") for i in range(5)]
+    outcomes = await asyncio.gather(*(h.store.submit(t) for t in [first, again, *others]),
+                                    return_exceptions=True)
+    assert outcomes[0] is None and all(o is None for o in outcomes[2:]), outcomes
+    assert isinstance(outcomes[1], Exception), "a duplicate id was stored"
+    for t in [first, *others]:
+        found = await h.store.get(t.id)
+        assert found is not None and found.inputs == t.inputs
+
 
 async def test_claim_takes_the_oldest_first_up_to_max_tasks(h: Harness) -> None:
     ids = [await submit(h, [f"text {i}"]) for i in range(5)]
@@ -570,3 +618,64 @@ async def test_each_failure_says_whose_fault_it_was(h: Harness) -> None:
         kinds[task_id] = task.error_kind
     assert kinds == {bad_input: INPUT, out_of_tries: WORKER, vanished: LOST,
                      cancelled: CANCELLED_KIND}
+
+
+# --- a crash right after the answers ------------------------------------------------------------
+
+# A process that submits tasks at once, prints each id as soon as its submit returns (when a
+# service would answer "accepted"), and dies by SIGKILL at the first answer of its last group
+# of submits, while the rest of that group may still be under way: no close, no clean
+# shutdown, and no time for a commit that an answer had run ahead of.
+_CRASHING_SUBMITTER = """
+import asyncio, os, signal, sys, uuid
+from pgvectorizer.service.store import NewTask
+kind, target, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if kind == "sqlite":
+    from pgvectorizer.service.store_sqlite import SqliteTaskStore as Store
+else:
+    from pgvectorizer.service.store_pg import PostgresTaskStore as Store
+
+async def main():
+    store = Store(target)
+    await store.open()
+    async def one(i, last):
+        task_id = str(uuid.uuid4())
+        await store.submit(NewTask(task_id, "model-a", [f"text {i} " * 100], None, "float"))
+        sys.stdout.write(task_id + "\\n")
+        if last:  # killed at the first answer of the last wave: nothing more is written
+            sys.stdout.write(f"groups {store.submits.groups}\\n")
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+    # Two waves at once, then a third, ten times larger, whose commit takes a while; its
+    # submits beyond the first answered are not counted.
+    await asyncio.gather(*(one(i, False) for i in range(2 * count)))
+    await asyncio.gather(*(one(2 * count + i, True) for i in range(10 * count)))
+
+asyncio.run(main())
+"""
+CRASH_TIMEOUT = 120  # seconds: the submitter takes about one
+
+
+def crash_after_submits(kind: str, target: str, per_wave: int) -> tuple[list[str], int]:
+    """Runs the crashing submitter; the ids it was answered for, and its number of commits."""
+    done = subprocess.run([sys.executable, "-c", _CRASHING_SUBMITTER, kind, target,
+                           str(per_wave)], capture_output=True, text=True,
+                          timeout=CRASH_TIMEOUT, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    lines = done.stdout.split()
+    assert lines[-2] == "groups", done.stdout
+    return lines[:-2], int(lines[-1])
+
+
+async def assert_all_pending(store: TaskStore, ids: list[str]) -> None:
+    await store.open()
+    try:
+        for task_id in ids:
+            found = await store.get(task_id)
+            assert found is not None, f"task {task_id} was accepted, then lost in the crash"
+            assert found.status == PENDING
+        # Submits not yet answered may be stored too (their commit ran): pending as well.
+        counts = await store.counts()
+        assert set(counts) == {PENDING} and counts[PENDING] >= len(ids), counts
+    finally:
+        await store.close()

@@ -17,6 +17,8 @@ from tests.helpers.task_store_contract import (
     LONG,
     MODEL,
     Harness,
+    assert_all_pending,
+    crash_after_submits,
     make_harness,
     new_id,
     pg_url,
@@ -63,3 +65,14 @@ async def test_postgres_replicas_claiming_at_once_share_the_tasks(
     finally:
         for store in stores:
             await store.close()
+
+
+# --- PostgreSQL: a crash right after a group's answers ----------------------------------------
+
+async def test_a_postgres_store_killed_right_after_answering_keeps_every_task(
+        db: psycopg.Connection, anyio_backend: str) -> None:
+    url = pg_url(db)
+    accepted, groups = await asyncio.to_thread(crash_after_submits, "postgres", url, 30)
+    assert len(accepted) == 61  # two waves of 30, and the first answer of the third
+    assert groups < len(accepted), "no group held more than one submit"
+    await assert_all_pending(PostgresTaskStore(url, pool_size=1), accepted)

@@ -15,9 +15,10 @@ import numpy as np
 from pgvectorizer.service import protocol
 from pgvectorizer.service.errors import ApiError
 from pgvectorizer.service.metrics import Metrics
-from pgvectorizer.service.notify import Notifier, wait
+from pgvectorizer.service.notify import Notifier, Watch, wait
 from pgvectorizer.service.settings import ServiceSettings
 from pgvectorizer.service.store import (
+    COMPLETED,
     FINAL,
     STATES,
     Failure,
@@ -127,6 +128,28 @@ class Service:
 
     async def submit(self, request: protocol.EmbeddingRequest) -> str:
         """Checks the request and stores it as a pending task; returns the task id."""
+        task = self._new_task(request)
+        await self._store_new(task)
+        return task.id
+
+    async def submit_and_wait(self, request: protocol.EmbeddingRequest, seconds: float, *,
+                              cancel_late: bool = False) -> tuple[str, Task | None]:
+        """Stores the request as a task and waits up to `seconds` for its end: the task id,
+        and the task (final, or as it is then; None when seconds is 0). With cancel_late, a
+        task not final in time is cancelled and None comes back, unless it ended in that very
+        moment."""
+        task = self._new_task(request)
+        # Watched before it is stored: the wake-up cannot come before the watch, and the
+        # task needs no read while it waits (this process has just stored it pending).
+        with self.notifier.watching_task(task.id) as watch:
+            await self._store_new(task)
+            found = await self._wait(task.id, seconds, watch, task) if seconds > 0 else None
+        if not cancel_late or (found is not None and found.status in FINAL):
+            return task.id, found
+        return task.id, await self._cancel_unless_final(task.id)
+
+    def _new_task(self, request: protocol.EmbeddingRequest) -> NewTask:
+        """The request as a task with a new id; ApiError names what is wrong with it."""
         texts = texts_of(request.input, self.settings.max_inputs)
         model = request.model or self.settings.default_model
         if model not in self.settings.models:
@@ -134,13 +157,15 @@ class Service:
                            f"with {', '.join(self.settings.models)} (MODELS)", param="model",
                            code="model_not_found")
         self._check_dimensions(model, request.dimensions)
-        task_id = str(uuid.uuid4())
-        await self.store.submit(NewTask(task_id, model, texts, request.dimensions,
-                                        request.encoding_format))
+        return NewTask(str(uuid.uuid4()), model, texts, request.dimensions,
+                       request.encoding_format)
+
+    async def _store_new(self, task: NewTask) -> None:
+        # Returns once the task is durably committed (with those submitted alongside it).
+        await self.store.submit(task)
         self.metrics.submitted += 1
-        self.metrics.texts += len(texts)
+        self.metrics.texts += len(task.inputs)
         self.notifier.work_arrived()
-        return task_id
 
     def _check_dimensions(self, model: str, asked: int | None) -> None:
         """`dimensions` below a model's size only for models trained for it, never above."""
@@ -163,17 +188,34 @@ class Service:
 
     async def wait_for(self, task_id: str, seconds: float) -> Task | None:
         """The task once final, or as it is after `seconds`; None if there is no such task."""
+        with self.notifier.watching_task(task_id) as watch:
+            return await self._wait(task_id, seconds, watch, None)
+
+    async def _wait(self, task_id: str, seconds: float, watch: Watch,
+                    fresh: NewTask | None) -> Task | None:
+        """wait_for on a watch already registered; `fresh`: the task as this process has just
+        stored it, known pending, so that it is read only once it ended or the time is up."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        read = fresh is None
         while True:
-            # Woken by a result that reaches this process; other replicas' are read again.
-            # The state alone is read while waiting; the task with its vectors once at the end.
-            with self.notifier.watching_task(task_id) as woken:
+            if watch.event.is_set():  # final: its waiters are woken only then
+                if watch.result is not None and fresh is not None:
+                    return _completed(fresh, watch.result, self._clock())
+                return await self.store.get(task_id)
+            if read:
+                # The state alone while waiting; the task with its vectors once at the end.
                 status = await self.store.status(task_id)
-                remaining = deadline - loop.time()
-                if status is None or status in FINAL or remaining <= 0:
-                    return await self.store.get(task_id) if status is not None else None
-                await wait(woken, min(remaining, self.settings.recheck))
+                if status is None:
+                    return None
+                if status in FINAL:
+                    return await self.store.get(task_id)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return await self.store.get(task_id)
+            # Woken by a result that reaches this process; other replicas' are read again.
+            await wait(watch.event, min(remaining, self.settings.recheck))
+            read = not watch.event.is_set()
 
     async def wait_or_cancel(self, task_id: str, seconds: float) -> Task | None:
         """The task once final within `seconds`; else it is cancelled (no worker need compute
@@ -181,6 +223,9 @@ class Service:
         task = await self.wait_for(task_id, seconds)
         if task is not None and task.status in FINAL:
             return task
+        return await self._cancel_unless_final(task_id)
+
+    async def _cancel_unless_final(self, task_id: str) -> Task | None:
         if await self.cancel(task_id):
             return None
         task = await self.store.get(task_id)
@@ -236,9 +281,13 @@ class Service:
         results, failures, bad = await asyncio.to_thread(_decode_results, request)
         finished = await self.store.finish(request.worker_id, results, failures,
                                            request.released, self.settings.max_attempts)
-        completed = {r.id for r in results}
+        completed = {r.id: r for r in results}
         for task_id, age in finished.final.items():
-            self.notifier.task_done(task_id)
+            # A completed task's waiters get its result with the wake-up: nothing to read back.
+            # Not when the report also held something ignored for it (a result of the wrong
+            # shape and then an error): whichever counted, the store knows.
+            taken = completed.get(task_id) if task_id not in finished.ignored else None
+            self.notifier.task_done(task_id, taken)
             if task_id in completed:
                 self.metrics.finished["completed"] += 1
                 self.metrics.observe_latency(age)
@@ -252,6 +301,14 @@ class Service:
     async def metrics_text(self) -> str:
         workers = await self.store.workers(max(2 * self.settings.lease_seconds, 60.0))
         return self.metrics.render(await self.store.counts(), workers, STATES)
+
+
+def _completed(task: NewTask, result: Result, now: float) -> Task:
+    """The completed task as a waiting request answers it (embeddings_json), built from the
+    request and the worker's result, which the store has committed. The attempts and the
+    times are this process's view: the answer shows neither."""
+    return Task(task.id, task.model, task.inputs, task.dimensions, task.encoding_format,
+                COMPLETED, 1, now, now, None, result.vectors, result.dimensions, result.tokens)
 
 
 def _decode_results(request: protocol.ResultsRequest

@@ -39,17 +39,16 @@ def add_embedding_routes(app: FastAPI, service: Service, tokens: Tokens) -> None
         tokens.authorize(request, CLIENT)
         body = await parse(request, protocol.EmbeddingRequest, settings.max_request_bytes)
         prefer = protocol.parse_prefer(request.headers.getlist("prefer"))
-        task_id = await service.submit(body)
         if body.wait_seconds is None and not prefer.respond_async:
             # A client that did not ask for the task protocol (the OpenAI SDK) cannot read a
             # 202: it gets its vectors, or an error that it retries with a request of its own.
-            final = await service.wait_or_cancel(task_id, settings.sync_wait)
+            task_id, final = await service.submit_and_wait(body, settings.sync_wait,
+                                                           cancel_late=True)
             if final is None:
                 raise _not_ready(task_id, settings.sync_wait)
             return await _final(final)
         asked = body.wait_seconds if body.wait_seconds is not None else prefer.wait
-        wait = service.wait_seconds(asked)
-        task = await service.wait_for(task_id, wait) if wait > 0 else None
+        task_id, task = await service.submit_and_wait(body, service.wait_seconds(asked))
         if task is None or task.status not in store.FINAL:
             return _accepted(task_id, task.status if task else "pending",
                              applied=prefer.respond_async)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from pgvectorizer.service.group_commit import GroupCommit
 from pgvectorizer.service.store import (
     CANCELLED,
     CANCELLED_KIND,
@@ -110,6 +111,8 @@ class SqlTaskStore(ABC):
 
     def __init__(self, sql: Statements) -> None:
         self.sql = sql
+        # Submits that arrive together share one durable commit (service/group_commit.py).
+        self.submits: GroupCommit[NewTask] = GroupCommit(self._submit_group)
 
     # --- what an adapter supplies -----------------------------------------------------------
 
@@ -136,10 +139,10 @@ class SqlTaskStore(ABC):
     # --- the contract -----------------------------------------------------------------------
 
     async def submit(self, task: NewTask) -> None:
-        await self._run(changed(
-            self.sql.submit, id=task.id, model=task.model,
-            inputs=self._dump_inputs(task.inputs), n_texts=len(task.inputs),
-            dimensions=task.dimensions, encoding_format=task.encoding_format))
+        await self.submits.add(task)
+
+    async def _submit_group(self, tasks: list[NewTask]) -> None:
+        await self._run(self._insert(tasks), atomic=True)
 
     async def get(self, task_id: str) -> Task | None:
         return await self._run(self._get(task_id))
@@ -197,6 +200,15 @@ class SqlTaskStore(ABC):
 
     def _task(self, row: Row) -> Task:
         return Task(row[0], row[1], self._load_inputs(row[2]), *row[3:])
+
+    def _insert(self, tasks: list[NewTask]) -> Flow[None]:
+        for task in tasks:
+            yield from changed(self.sql.submit, **self._submit_params(task))
+
+    def _submit_params(self, task: NewTask) -> dict[str, Any]:
+        return {"id": task.id, "model": task.model, "inputs": self._dump_inputs(task.inputs),
+                "n_texts": len(task.inputs), "dimensions": task.dimensions,
+                "encoding_format": task.encoding_format}
 
     # Task rows are decoded inside the flow, so a large one is read on the adapter's thread.
     def _get(self, task_id: str) -> Flow[Task | None]:

@@ -15,7 +15,7 @@ from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 
 from pgvectorizer.db.connection import SESSION_SETUP
-from pgvectorizer.service.store import parse_task_id
+from pgvectorizer.service.store import NewTask, parse_task_id
 from pgvectorizer.service.store_flow import Course, Flow, Outcome, SqlTaskStore
 from pgvectorizer.service.store_sql import POSTGRES, Statements
 
@@ -56,6 +56,11 @@ class PostgresTaskStore(SqlTaskStore):
                 return await _drive(conn, flow)
             async with conn.transaction():
                 return await _drive(conn, flow)
+
+    async def _submit_group(self, tasks: list[NewTask]) -> None:
+        # executemany pipelines the inserts: one round trip for the group, not one per task.
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(self.sql.submit, [self._submit_params(t) for t in tasks])
 
     def _key(self, task_id: str) -> str | None:
         # Ids are uuids here: text that is none would be an error rather than no match.
