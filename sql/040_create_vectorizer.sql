@@ -475,8 +475,8 @@ BEGIN
 
     IF enqueue_existing THEN
         -- The first step of existing rows (in key order) now; a larger source's rest is queued
-        -- by the claims that follow, a step each (ai._vq_backfill_next), after this transaction
-        -- has committed the triggers: writers wait for this first step only, and every row is
+        -- a step at a time by the claims that find the queue short (ai._vq_backfill_next),
+        -- after this transaction has committed the triggers: writers wait for this first step only, and every row is
         -- queued either by a step (it existed when the step looked) or by the triggers.
         step := ai._vq_backfill_step();
         backfill := ai._vq_backfill(v, NULL, step, true);

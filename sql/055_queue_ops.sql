@@ -221,32 +221,29 @@ $q$, pk, v.source_schema, v.source_table,
     RETURN jsonb_build_object('queued', n, 'last', CASE WHEN n >= step THEN last END);
 END $$;
 
--- The next step of a large source's backfill, for a claim that found nothing to claim; whether
--- the queue may hold new rows (a step queued, or another claim's, waited for). One claim steps
--- at a time; the others wait for it (up to 2 s, or they come back empty-handed), then claim its
--- rows. A row filter that fails on a row queues that step unfiltered: the read checks the
--- filter key by key, so nothing is stored that should not be, and no row stalls the backfill.
+-- The next step of a large source's backfill, for a claim that found fewer rows than it asked
+-- for (writers' rows count too, so a trickle of changes does not keep the backfill waiting);
+-- whether the queue may hold new rows. One claim steps at a time: the others wait for it (up
+-- to 2 s, or go on without), see that the backfill moved, and queue no more. A row filter that
+-- fails on a row queues that step unfiltered: the read checks the filter key by key, so nothing
+-- is stored that should not be, and no row stalls the backfill.
 CREATE FUNCTION ai._vq_backfill_next(v ai.vectorizer) RETURNS bool
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    seen  jsonb := ai._vectorizer_backfill_after(v.id);
     after jsonb;
     step  int4 := ai._vq_backfill_step();
     done  jsonb;
-    work  bool;
 BEGIN
-    IF ai._vectorizer_backfill_after(v.id) IS NULL THEN
+    IF seen IS NULL THEN
         RETURN false;  -- the usual case: no backfill, and no lock taken
     END IF;
     after := ai._vectorizer_backfill_after(v.id, true);
     IF after IS NULL THEN
-        RETURN false;  -- done meanwhile, or still held by another after 2 s
-    END IF;
-    -- A claim that waited for another's step claims its rows rather than queue more.
-    EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I WHERE retry_after IS NULL OR retry_after <= pg_catalog.clock_timestamp())',
-                   v.queue_schema, v.queue_table) INTO work;
-    IF work THEN
-        RETURN true;
+        RETURN true;  -- done meanwhile (or held by another for over 2 s): its rows are queued
+    ELSIF after IS DISTINCT FROM seen THEN
+        RETURN true;  -- another claim's step, waited for
     END IF;
     BEGIN
         done := ai._vq_backfill(v, after, step, true);
@@ -355,9 +352,11 @@ $q$, queue, pk, CASE WHEN xact THEN 1 ELSE 4 END,
     RETURN QUERY EXECUTE pick
         USING (args->>'limit')::int4, (args->>'lock_space')::int4, (args->>'token')::uuid, (args->>'lease')::float8;
     GET DIAGNOSTICS picked = ROW_COUNT;
-    -- Nothing to claim, and a large source's rows still to queue: the next step of them
-    -- (ai._vq_backfill_next), then the pick again. So the queue holds about a step at a time.
-    IF picked = 0 AND ai._vq_backfill_next(v) THEN
+    -- Fewer rows than asked for, and a large source's rows still to queue: the next step of them
+    -- (ai._vq_backfill_next), so the queue holds about a step at a time. A claim that got none
+    -- picks again; one that got some leaves the new rows to the next claim, as a second pick
+    -- could take a key this one holds already.
+    IF picked < (args->>'limit')::int4 AND ai._vq_backfill_next(v) AND picked = 0 THEN
         RETURN QUERY EXECUTE pick
             USING (args->>'limit')::int4, (args->>'lock_space')::int4, (args->>'token')::uuid, (args->>'lease')::float8;
     END IF;
