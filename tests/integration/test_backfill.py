@@ -159,3 +159,17 @@ def test_a_users_vectorizer_is_backfilled_by_a_worker_of_another_role(
 
     assert sorted(chunks_of(db)) == list(range(1, ROWS + 1))
     assert _after(db, vid) is None
+
+
+def test_a_claim_short_of_its_limit_queues_the_next_step(db: psycopg.Connection, doc: int) -> None:
+    """Writers' rows in the queue must not hold the backfill back: a claim that gets fewer rows
+    than it asked for queues the next step (for the next claim), though it got some."""
+    before = _after(db, doc)
+    db.execute("INSERT INTO doc VALUES (5000, 'a writer''s row', true)")
+    claimed = rows(db, "SELECT ai._vectorizer_ops_call(%s, 'claim', %s)",
+                   (doc, psycopg.types.json.Jsonb({"limit": 200, "token": "00000000-0000-0000-0000-000000000001",
+                                                   "lease": 60, "lock_space": 1, "xact": True})))
+    assert 0 < len(claimed) < 200
+    assert _after(db, doc) is not None and int(_after(db, doc)[0]) > int(before[0])
+    # The claim took what was there before the step; the step's rows wait for the next one.
+    assert len(queued(db, doc)) == STEP + 1 + STEP
