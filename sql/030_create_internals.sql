@@ -478,8 +478,6 @@ BEGIN
         -- A worker running as this role reaches the tables through the vectorizer's ops function,
         -- so the owner's code on them runs as the owner, never as the worker's role.
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s(text, jsonb) TO %I', ai._vectorizer_ops_name(v), grantee);
-        -- So that its queue_pending counts a backfill's rows still to be queued.
-        EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_backfill_after(int4, bool) TO %I', grantee);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I, %I.%I TO %I',
                        v.queue_schema, v.queue_table, v.queue_schema, v.queue_failed_table, grantee);
         IF dest->>'implementation' = 'table' THEN

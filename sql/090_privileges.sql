@@ -91,7 +91,8 @@ REVOKE ALL ON FUNCTION ai._vectorizer_record_success(int4, int8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_record_error(int4, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_report(int4, int8, text) FROM PUBLIC;
 -- A backfill: moved on by a vectorizer's claims (its owner, a usage role), read by them and by
--- ai.vectorizer_queue_pending for usage and grant_to roles (ai._vectorizer_grant).
+-- ai.vectorizer_queue_pending for usage roles (for a grant_to role that is not one, it counts
+-- the queue alone: an owner may not grant what it holds without grant option).
 REVOKE ALL ON FUNCTION ai._vectorizer_backfill_set(int4, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_backfill_after(int4, bool) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai.python_info() FROM PUBLIC;

@@ -128,7 +128,6 @@ SELECT pg_catalog.pg_extension_config_dump('ai._vectorizer_backfill', '');
 -- @create ai._vectorizer_backfill_set
 REVOKE ALL ON FUNCTION ai._vectorizer_backfill_set(int4, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ai._vectorizer_backfill_after(int4, bool) FROM PUBLIC;
--- @replace ai._vectorizer_grant
 -- @create ai._vq_key_values
 -- @create ai._vq_backfill_step
 -- @create ai._vq_backfill
@@ -147,18 +146,6 @@ SELECT ai.grant_vectorizer_usage(u.grantee::regrole::text::name,
          WHERE c.oid = 'ai.vectorizer'::regclass AND a.privilege_type = 'SELECT'
            AND a.grantee <> 0 AND a.grantee <> c.relowner) AS u
  ORDER BY u.grantee;
-
--- What _vectorizer_grant now gives each vectorizer's grant_to roles: queue_pending's view of a
--- backfill.
-DO $$
-DECLARE
-    g name;
-BEGIN
-    FOR g IN SELECT DISTINCT r FROM ai.vectorizer AS v, jsonb_array_elements_text(coalesce(v.config->'grant_to', '[]')) AS r
-              WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = r) ORDER BY 1 LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION ai._vectorizer_backfill_after(int4, bool) TO %I', g);
-    END LOOP;
-END $$;
 
 -- Stores keep their rows whole in the heap (ai._vectorizer_store_storage); new rows only, and
 -- a moment's lock on each store, none on a source.
