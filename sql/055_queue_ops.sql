@@ -178,7 +178,8 @@ BEGIN
 END $$;
 
 -- Source rows queued by create_vectorizer at once, and per step of a large source's backfill by
--- each claim after it: 50,000 unless ai.enqueue_step says otherwise (a positive integer).
+-- the claims that find the queue short: 50,000 unless ai.enqueue_step says otherwise (a
+-- positive integer).
 CREATE FUNCTION ai._vq_backfill_step() RETURNS int4
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$

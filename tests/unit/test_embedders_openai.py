@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -342,3 +343,21 @@ def test_an_answer_that_does_not_fit_the_request_is_a_provider_error(
     body = json.dumps({"data": data}).encode()
     with pytest.raises(ProviderError, match=why):
         answering(make("http://unused.invalid/v1"), 200, body).embed(["a", "b"])
+
+
+def test_base64_vectors_decode_strictly_or_as_the_standard_library_would() -> None:
+    vector = np.arange(DIMS, dtype="<f4")
+    encoded = base64.b64encode(vector.tobytes()).decode()
+    assert np.array_equal(http.base64_or_number_vector("m", encoded), vector)
+    # Line breaks, as MIME writes base64: skipped, as base64.b64decode skips them.
+    wrapped = "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+    assert np.array_equal(http.base64_or_number_vector("m", wrapped), vector)
+    with pytest.raises(ProviderError, match="cannot be decoded"):
+        http.base64_or_number_vector("m", encoded[:-1])  # padding cut off
+
+
+def test_an_answer_with_nan_is_not_json(make: Make) -> None:
+    # json.loads would take NaN; a provider that writes it is not speaking JSON.
+    body = b'{"data": [{"index": 0, "embedding": [NaN, 0.0]}]}'
+    with pytest.raises(EmbeddingError, match="not JSON"):
+        answering(make("http://unused.invalid/v1"), 200, body).embed(["a"])
