@@ -168,8 +168,9 @@ BEGIN
         IF exact_count THEN
             EXECUTE format('SELECT count(*) FROM (SELECT %s FROM %s UNION %s) AS k', pk, queue, rest) INTO n USING after;
             RETURN n;
+        ELSIF more IS NULL THEN  -- not counted with the filter above
+            EXECUTE format('SELECT count(*) FROM (%s) AS r', rest) INTO more USING after;
         END IF;
-        EXECUTE format('SELECT count(*) FROM (%s) AS r', rest) INTO more USING after;
     ELSIF after IS NOT NULL AND source IS NOT NULL THEN
         -- Not readable with the caller's rights: at most the whole source, by the planner.
         more := greatest((SELECT reltuples::int8 FROM pg_class WHERE oid = source), 0);

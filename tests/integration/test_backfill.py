@@ -67,6 +67,7 @@ def test_create_queues_one_step_and_the_claims_the_rest(db: psycopg.Connection, 
     assert _after(db, doc) == [str(first[-1])]
     # Pending counts what is still to be queued, exactly: the filter's rows, each once.
     assert scalar(db, "SELECT ai.vectorizer_queue_pending(%s, true)", (doc,)) == len(matching)
+    assert scalar(db, "SELECT ai.vectorizer_queue_pending(%s)", (doc,)) == len(matching)
     assert scalar(db, "SELECT (ai._vectorizer_ops_call(%s, 'probe'))->>'work'", (doc,)) == "true"
 
     drain(path, db, doc)
